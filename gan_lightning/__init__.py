@@ -1,0 +1,39 @@
+"""gan_lightning: GAN experiments on PyTorch Lightning."""
+
+from gan_lightning.callbacks import GANCheckpoint
+from gan_lightning.losses import (
+    AdversarialLoss,
+    HingeLoss,
+    LeastSquaresLoss,
+    MinimaxLoss,
+    NonSaturatingLoss,
+    RelativisticAverageLoss,
+    WassersteinGPLoss,
+    WassersteinLoss,
+    available_losses,
+    build_loss,
+    register_loss,
+)
+from gan_lightning.module import GANModule
+from gan_lightning.regularizers import GradientPenalty, Regularizer, RegularizerContext
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AdversarialLoss",
+    "GANCheckpoint",
+    "GANModule",
+    "GradientPenalty",
+    "HingeLoss",
+    "LeastSquaresLoss",
+    "MinimaxLoss",
+    "NonSaturatingLoss",
+    "Regularizer",
+    "RegularizerContext",
+    "RelativisticAverageLoss",
+    "WassersteinGPLoss",
+    "WassersteinLoss",
+    "available_losses",
+    "build_loss",
+    "register_loss",
+]

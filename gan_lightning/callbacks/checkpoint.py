@@ -1,0 +1,59 @@
+"""ModelCheckpoint that counts generator steps and writes atomically.
+
+Lightning 2.6's ModelCheckpoint has a separate manual-optimization branch that ignores
+``train_time_interval`` and warns on every save; GANModule's ``global_step`` already counts generator
+updates, so the ordinary step/time logic is the right one. Files are written to a temporary name and
+renamed into place, so a kill during a save leaves the previous checkpoint intact.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+from lightning.pytorch import LightningModule, Trainer
+from lightning.pytorch.callbacks import ModelCheckpoint
+
+
+class GANCheckpoint(ModelCheckpoint):
+    """``every_n_train_steps`` counts generator steps; ``save_last`` also saves when training ends."""
+
+    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if self._should_skip_saving_checkpoint(trainer):
+            return
+        skip_batch = self._every_n_train_steps < 1 or trainer.global_step % self._every_n_train_steps != 0
+        skip_time = True
+        now = time.monotonic()
+        if self._train_time_interval is not None:
+            last = self._last_time_checked
+            skip_time = last is None or (now - last) < self._train_time_interval.total_seconds()
+            skip_time = trainer.strategy.broadcast(skip_time)  # same decision on every rank
+        if skip_batch and skip_time:
+            return
+        if not skip_time:
+            self._last_time_checked = now
+        candidates = self._monitor_candidates(trainer)
+        if self.monitor is not None and self.monitor not in candidates:
+            return  # the monitored metric is logged by an evaluation callback later
+        self._save_topk_checkpoint(trainer, candidates)
+        self._save_last_checkpoint(trainer, candidates)
+
+    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        # A run that stops between intervals (max_steps, early stop) still leaves its final state in last.ckpt.
+        if self.save_last and not trainer.sanity_checking and self._last_global_step_saved != trainer.global_step:
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+    def _save_checkpoint(self, trainer: Trainer, filepath: str) -> None:
+        tmp = f"{filepath}.tmp"
+        trainer.save_checkpoint(tmp, self.save_weights_only)  # ends with a barrier on every rank
+        if trainer.is_global_zero:
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())
+            os.replace(tmp, filepath)
+        trainer.strategy.barrier("GANCheckpoint.replace")
+        self._last_global_step_saved = trainer.global_step
+        self._last_checkpoint_saved = filepath
+        if trainer.is_global_zero:
+            for logger in trainer.loggers:
+                logger.after_save_checkpoint(self)

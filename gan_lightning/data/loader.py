@@ -1,0 +1,70 @@
+"""A DataLoader whose position can be saved and restored, for exact mid-epoch resume.
+
+The order of an epoch depends only on (seed, epoch, rank) through :class:`ResumableSampler`, a
+``DistributedSampler`` (so Lightning leaves it alone under DDP) that can skip the samples a previous run
+already consumed. :class:`ResumableDataLoader` counts the batches it has handed out and implements
+``state_dict``/``load_state_dict``, which Lightning stores in the checkpoint with the loop state. Its own
+``torch.Generator`` is reseeded per epoch, so creating an iterator never draws from the global RNG and
+worker seeds are the same in an interrupted and an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+import torch
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+
+class ResumableSampler(DistributedSampler):
+    """DistributedSampler that can start an epoch part-way through (``skip`` samples on this rank)."""
+
+    def __init__(self, dataset: Dataset, num_replicas: int = 1, rank: int = 0, shuffle: bool = True, seed: int = 0):
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=shuffle, seed=seed, drop_last=True)
+        self.skip = 0
+
+    def __iter__(self) -> Iterator[int]:
+        indices = list(super().__iter__())
+        skip, self.skip = self.skip, 0
+        return iter(indices[skip:])
+
+
+class ResumableDataLoader(DataLoader):
+    """DataLoader over a :class:`ResumableSampler` that remembers how many batches it has handed out."""
+
+    def __init__(self, dataset: Dataset, batch_size: int, sampler: ResumableSampler, **kwargs: Any):
+        super().__init__(
+            dataset, batch_size=batch_size, sampler=sampler, drop_last=True, generator=torch.Generator(), **kwargs
+        )
+        self.consumed = 0  # batches handed out in the current epoch
+        self._epoch_of_consumed = 0
+        self._resume_at: tuple[int, int] | None = None
+
+    def __iter__(self) -> Iterator[Any]:
+        sampler: ResumableSampler = self.sampler  # type: ignore[assignment]
+        epoch = sampler.epoch
+        skip = 0
+        if self._resume_at is not None:
+            resume_epoch, resume_consumed = self._resume_at
+            self._resume_at = None
+            if resume_epoch == epoch and 0 < resume_consumed < len(self):
+                skip = resume_consumed
+        self.generator.manual_seed(sampler.seed * 1_000_003 + epoch)
+        sampler.skip = skip * self.batch_size
+        self.consumed, self._epoch_of_consumed = skip, epoch
+        return self._counting(super().__iter__())
+
+    def _counting(self, it: Iterator[Any]) -> Iterator[Any]:
+        for batch in it:
+            self.consumed += 1
+            yield batch
+
+    def remaining(self) -> int:
+        """Batches left in the current epoch."""
+        return len(self) - self.consumed
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self._epoch_of_consumed, "consumed": self.consumed}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self._resume_at = (int(state["epoch"]), int(state["consumed"]))

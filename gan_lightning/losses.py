@@ -1,0 +1,222 @@
+"""Adversarial losses behind one small interface.
+
+A loss says what the discriminator minimises given its scores on real and fake samples, and what the
+generator minimises given the scores on fake (and, for relativistic losses, real) samples. Scores are
+raw discriminator outputs: logits for the BCE family, critic values otherwise. Everything that is not a
+pure function of the scores (gradient penalties, weight clipping) hangs off the loss as regularizers or
+a post-step hook, so the training loop never special-cases a loss.
+
+New losses are one class plus ``@register_loss("name")``; the name is then valid for ``--model.loss``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from gan_lightning.errors import ConfigurationError
+from gan_lightning.regularizers import GradientPenalty, Regularizer
+
+_LOSSES: dict[str, type["AdversarialLoss"]] = {}
+
+
+def register_loss(*names: str):
+    """Class decorator that makes a loss selectable by short name (``--model.loss=NAME``)."""
+
+    def decorate(cls: type[AdversarialLoss]) -> type[AdversarialLoss]:
+        for name in names:
+            if name in _LOSSES and _LOSSES[name] is not cls:
+                raise ValueError(f"loss name {name!r} is already registered to {_LOSSES[name].__name__}")
+            _LOSSES[name] = cls
+        return cls
+
+    return decorate
+
+
+def available_losses() -> list[str]:
+    return sorted(_LOSSES)
+
+
+def build_loss(spec: "AdversarialLoss | str") -> "AdversarialLoss":
+    """Turn a short name, a class path or an instance into a loss instance."""
+    if isinstance(spec, AdversarialLoss):
+        return spec
+    if isinstance(spec, type) and issubclass(spec, AdversarialLoss):
+        return spec()
+    if isinstance(spec, str):
+        key = spec.strip().lower().replace("_", "-")
+        if key in _LOSSES:
+            return _LOSSES[key]()
+        by_class_name = {cls.__name__.lower(): cls for cls in _LOSSES.values()}
+        if spec.strip().lower() in by_class_name:
+            return by_class_name[spec.strip().lower()]()
+        if "." in spec:
+            module_name, _, class_name = spec.rpartition(".")
+            try:
+                cls = getattr(importlib.import_module(module_name), class_name)
+            except (ImportError, AttributeError):
+                cls = None
+            if isinstance(cls, type) and issubclass(cls, AdversarialLoss):
+                return cls()
+    raise ConfigurationError(
+        f"Unknown adversarial loss {spec!r}. Use one of: {', '.join(available_losses())}; "
+        "or the import path of an AdversarialLoss subclass, e.g. --model.loss=gan_lightning.losses.HingeLoss."
+    )
+
+
+class AdversarialLoss:
+    """Interface of an adversarial loss (in the spirit of StyleGAN2-ADA's phase-based ``loss.py``)."""
+
+    #: Scores are logits of P(real): logged diagnostics show sigmoid(score) instead of raw values.
+    scores_are_logits: bool = False
+    #: The generator loss also needs D's scores on a real batch (relativistic losses).
+    generator_needs_real_scores: bool = False
+
+    def discriminator_loss(self, real_scores: Tensor, fake_scores: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def generator_loss(self, fake_scores: Tensor, real_scores: Optional[Tensor] = None) -> Tensor:
+        raise NotImplementedError
+
+    def regularizers(self) -> list[Regularizer]:
+        """Regularizers that are part of the loss's definition (e.g. WGAN-GP's gradient penalty)."""
+        return []
+
+    @torch.no_grad()
+    def after_discriminator_step(self, discriminator: nn.Module) -> None:
+        """Hook run after every discriminator optimizer step (WGAN weight clipping uses it)."""
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())
+        return f"{type(self).__name__}({args})"
+
+
+class _BCELoss(AdversarialLoss):
+    """Shared discriminator side of the BCE losses, in the stable softplus form.
+
+    ``label_smoothing`` is one-sided: the real target becomes ``1 - label_smoothing`` and fakes stay at 0
+    (Salimans et al. 2016, "Improved Techniques for Training GANs", use 0.1).
+    """
+
+    scores_are_logits = True
+
+    def __init__(self, label_smoothing: float = 0.0):
+        if not 0.0 <= label_smoothing < 1.0:
+            raise ConfigurationError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
+        self.label_smoothing = label_smoothing
+
+    def discriminator_loss(self, real_scores: Tensor, fake_scores: Tensor) -> Tensor:
+        target = 1.0 - self.label_smoothing
+        # BCE(sigmoid(s), t) = t*softplus(-s) + (1-t)*softplus(s)
+        real_term = target * F.softplus(-real_scores)
+        if self.label_smoothing:
+            real_term = real_term + (1.0 - target) * F.softplus(real_scores)
+        return real_term.mean() + F.softplus(fake_scores).mean()
+
+
+@register_loss("minimax", "saturating")
+class MinimaxLoss(_BCELoss):
+    """The original saturating game (Goodfellow et al. 2014): G minimises log(1 - D(G(z)))."""
+
+    def generator_loss(self, fake_scores: Tensor, real_scores: Optional[Tensor] = None) -> Tensor:
+        # log(1 - sigmoid(s)) = -softplus(s)
+        return -F.softplus(fake_scores).mean()
+
+
+@register_loss("nonsaturating", "non-saturating", "ns", "gan", "bce")
+class NonSaturatingLoss(_BCELoss):
+    """Goodfellow et al. 2014, Sec. 3: G maximises log D(G(z)), which keeps gradients early in training."""
+
+    def generator_loss(self, fake_scores: Tensor, real_scores: Optional[Tensor] = None) -> Tensor:
+        return F.softplus(-fake_scores).mean()
+
+
+@register_loss("lsgan", "least-squares")
+class LeastSquaresLoss(AdversarialLoss):
+    """LSGAN (Mao et al. 2017, Eq. 2) with targets a (fake), b (real) for D and c for G; 0/1/1 by default."""
+
+    def __init__(self, a: float = 0.0, b: float = 1.0, c: float = 1.0):
+        self.a, self.b, self.c = a, b, c
+
+    def discriminator_loss(self, real_scores: Tensor, fake_scores: Tensor) -> Tensor:
+        return 0.5 * (real_scores - self.b).pow(2).mean() + 0.5 * (fake_scores - self.a).pow(2).mean()
+
+    def generator_loss(self, fake_scores: Tensor, real_scores: Optional[Tensor] = None) -> Tensor:
+        return 0.5 * (fake_scores - self.c).pow(2).mean()
+
+
+@register_loss("wgan", "wasserstein")
+class WassersteinLoss(AdversarialLoss):
+    """WGAN (Arjovsky et al. 2017): critic maximises E[D(x)] - E[D(G(z))], weights clipped to ±clip_value.
+
+    The paper's defaults: clip 0.01, n_critic 5, RMSProp lr 5e-5. ``clip_value=None`` disables clipping,
+    which is what WGAN-GP builds on.
+    """
+
+    def __init__(self, clip_value: Optional[float] = 0.01):
+        if clip_value is not None and clip_value <= 0:
+            raise ConfigurationError(f"clip_value must be positive or null, got {clip_value}")
+        self.clip_value = clip_value
+
+    def discriminator_loss(self, real_scores: Tensor, fake_scores: Tensor) -> Tensor:
+        return fake_scores.mean() - real_scores.mean()
+
+    def generator_loss(self, fake_scores: Tensor, real_scores: Optional[Tensor] = None) -> Tensor:
+        return -fake_scores.mean()
+
+    @torch.no_grad()
+    def after_discriminator_step(self, discriminator: nn.Module) -> None:
+        if self.clip_value is None:
+            return
+        for p in discriminator.parameters():
+            p.clamp_(-self.clip_value, self.clip_value)
+
+
+@register_loss("wgan-gp")
+class WassersteinGPLoss(WassersteinLoss):
+    """WGAN-GP (Gulrajani et al. 2017): no clipping; a two-sided gradient penalty of weight 10 on interpolates.
+
+    The paper trains with Adam(lr 1e-4, betas (0, 0.9)) and n_critic 5.
+    """
+
+    def __init__(self, gp_weight: float = 10.0):
+        super().__init__(clip_value=None)
+        self.gp_weight = gp_weight
+
+    def regularizers(self) -> list[Regularizer]:
+        return [GradientPenalty(weight=self.gp_weight)]
+
+
+@register_loss("hinge")
+class HingeLoss(AdversarialLoss):
+    """Hinge loss (Lim & Ye 2017; Miyato et al. 2018): D on max(0, 1 -/+ s), G maximises the fake score."""
+
+    def discriminator_loss(self, real_scores: Tensor, fake_scores: Tensor) -> Tensor:
+        return F.relu(1.0 - real_scores).mean() + F.relu(1.0 + fake_scores).mean()
+
+    def generator_loss(self, fake_scores: Tensor, real_scores: Optional[Tensor] = None) -> Tensor:
+        return -fake_scores.mean()
+
+
+@register_loss("relativistic-average", "ragan")
+class RelativisticAverageLoss(AdversarialLoss):
+    """RaGAN (Jolicoeur-Martineau 2018, Eq. 8-9): each side judges whether real is more realistic than fake on average."""
+
+    scores_are_logits = True
+    generator_needs_real_scores = True
+
+    def discriminator_loss(self, real_scores: Tensor, fake_scores: Tensor) -> Tensor:
+        real_rel = real_scores - fake_scores.mean()
+        fake_rel = fake_scores - real_scores.mean()
+        return F.softplus(-real_rel).mean() + F.softplus(fake_rel).mean()
+
+    def generator_loss(self, fake_scores: Tensor, real_scores: Optional[Tensor] = None) -> Tensor:
+        if real_scores is None:
+            raise ValueError("RelativisticAverageLoss.generator_loss needs the real scores")
+        real_rel = real_scores - fake_scores.mean()
+        fake_rel = fake_scores - real_scores.mean()
+        return F.softplus(real_rel).mean() + F.softplus(-fake_rel).mean()

@@ -1,0 +1,259 @@
+"""GANModule: the alternating discriminator/generator loop as a LightningModule with manual optimization.
+
+One ``training_step`` is one *generator iteration*: it takes ``n_critic`` real batches from the loader,
+makes one discriminator update on each (fakes detached, generator not differentiated), then one generator
+update (discriminator frozen). Discriminator optimizer steps are hidden from Lightning's step counter, so
+``trainer.global_step``, ``max_steps``, ``log_every_n_steps`` and checkpoint intervals all count generator
+updates, which is what GAN papers and users mean by "steps" (Lightning issue #17958 counts every
+optimizer step instead).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Iterable, Iterator, Literal, Optional, Union
+
+import torch
+from lightning.pytorch import LightningModule
+from torch import Tensor, nn
+from torch.optim import Optimizer
+
+from gan_lightning.errors import ConfigurationError
+from gan_lightning.losses import AdversarialLoss, build_loss
+from gan_lightning.regularizers import Regularizer, RegularizerContext
+
+OptimizerFactory = Callable[[Iterable], Optimizer]
+
+
+def default_optimizer(params: Iterable) -> Optimizer:
+    """Adam(lr=2e-4, betas=(0.5, 0.999)): the DCGAN paper's setting (Radford et al. 2016, Sec. 4)."""
+    return torch.optim.Adam(params, lr=2e-4, betas=(0.5, 0.999))
+
+
+def _is_plain(value: Any) -> bool:
+    """True for values that survive ``torch.load(weights_only=True)`` (configs, numbers, strings)."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return True
+    if isinstance(value, (list, tuple)):
+        return all(_is_plain(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _is_plain(v) for k, v in value.items())
+    return False
+
+
+class GANModule(LightningModule):
+    """A GAN with any generator/discriminator, a pluggable adversarial loss and composable regularizers.
+
+    Args:
+        generator: maps ``(N, latent_dim)`` latents to samples.
+        discriminator: maps samples to raw scores ``(N,)`` or ``(N, 1)``.
+        loss: a registered short name (``nonsaturating``, ``minimax``, ``lsgan``, ``wgan``, ``wgan-gp``,
+            ``hinge``, ``ragan``), a class path, or an :class:`AdversarialLoss` instance.
+        regularizers: extra terms, each applied in the update of the network it belongs to.
+        latent_dim: size of the latent vector; defaults to ``generator.latent_dim``.
+        latent_distribution: ``normal`` (N(0, I)) or ``uniform`` (U[-1, 1]).
+        generator_optimizer / discriminator_optimizer: callables ``params -> Optimizer``; default
+            Adam(lr=2e-4, betas=(0.5, 0.999)). Different learning rates (TTUR) are just two configs.
+        n_critic: discriminator updates per generator update, each on its own real batch.
+    """
+
+    def __init__(
+        self,
+        generator: nn.Module,
+        discriminator: nn.Module,
+        loss: Union[str, AdversarialLoss] = "nonsaturating",
+        regularizers: Optional[list[Regularizer]] = None,
+        latent_dim: Optional[int] = None,
+        latent_distribution: Literal["normal", "uniform"] = "normal",
+        generator_optimizer: Optional[OptimizerFactory] = None,
+        discriminator_optimizer: Optional[OptimizerFactory] = None,
+        n_critic: int = 1,
+    ):
+        super().__init__()
+        self.automatic_optimization = False
+        self.save_hyperparameters()
+        # Keep only plain config values: objects in hparams would make checkpoints need weights_only=False.
+        for key in [k for k, v in self.hparams.items() if not _is_plain(v)]:
+            del self.hparams[key]
+
+        if n_critic < 1:
+            raise ConfigurationError(f"n_critic must be >= 1, got {n_critic}")
+        if latent_distribution not in ("normal", "uniform"):
+            raise ConfigurationError(f"latent_distribution must be 'normal' or 'uniform', got {latent_distribution!r}")
+        latent_dim = latent_dim if latent_dim is not None else getattr(generator, "latent_dim", None)
+        if not isinstance(latent_dim, int) or latent_dim < 1:
+            raise ConfigurationError(
+                "The latent size is unknown: give the generator a `latent_dim` attribute or set --model.latent_dim."
+            )
+        self.generator = generator
+        self.discriminator = discriminator
+        self.loss = build_loss(loss)
+        self.regularizers = list(self.loss.regularizers()) + list(regularizers or [])
+        for reg in self.regularizers:
+            if reg.phase not in ("discriminator", "generator"):
+                raise ConfigurationError(f"{reg!r}: phase must be 'discriminator' or 'generator', got {reg.phase!r}")
+        self.latent_dim = latent_dim
+        self.latent_distribution = latent_distribution
+        self.n_critic = n_critic
+        self._optimizer_factories = (generator_optimizer or default_optimizer, discriminator_optimizer or default_optimizer)
+        self._data_checked = False
+
+    # ------------------------------------------------------------------ sampling
+    def sample_latent(self, n: int, generator: Optional[torch.Generator] = None) -> Tensor:
+        """``n`` latent vectors on the module's device; ``generator`` (on any device) makes them reproducible."""
+        device = generator.device if generator is not None else self.device
+        shape = (n, self.latent_dim)
+        if self.latent_distribution == "normal":
+            z = torch.randn(shape, generator=generator, device=device)
+        else:
+            z = torch.rand(shape, generator=generator, device=device) * 2 - 1
+        return z.to(self.device)
+
+    def forward(self, z: Tensor) -> Tensor:
+        return self.generator(z)
+
+    @torch.no_grad()
+    def generate(self, n: int, seed: Optional[int] = None, batch_size: int = 512) -> Tensor:
+        """``n`` samples in data space from the generator in eval mode (images in [-1, 1], points as coordinates)."""
+        rng = torch.Generator().manual_seed(seed) if seed is not None else None
+        was_training = self.generator.training
+        self.generator.eval()
+        try:
+            chunks = [self(self.sample_latent(min(batch_size, n - i), rng)) for i in range(0, n, batch_size)]
+        finally:
+            self.generator.train(was_training)
+        return torch.cat(chunks)
+
+    # ------------------------------------------------------------------ optimization
+    def configure_optimizers(self) -> list[Optimizer]:
+        g_factory, d_factory = self._optimizer_factories
+        return [g_factory(self.generator.parameters()), d_factory(self.discriminator.parameters())]
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> Optional[int]:
+        # End the epoch instead of starting an iteration that cannot get its n_critic real batches.
+        if self._batches_left_in_epoch() < self.n_critic:
+            return -1
+        return None
+
+    def _batches_left_in_epoch(self) -> float:
+        loader = self.trainer.train_dataloader
+        if hasattr(loader, "remaining"):
+            return loader.remaining()
+        fetcher = getattr(self.trainer.fit_loop, "_data_fetcher", None)
+        length, fetched = getattr(fetcher, "length", None), getattr(fetcher, "fetched", None)
+        if isinstance(length, int) and isinstance(fetched, int):
+            return length - fetched
+        return float("inf")
+
+    def training_step(self, dataloader_iter: Iterator) -> None:
+        opt_g, opt_d = self.optimizers()
+        reals = [self._next_real(dataloader_iter) for _ in range(self.n_critic)]
+        if not self._data_checked:
+            self._check_data(reals[0])
+
+        for real in reals:
+            d_loss, real_scores, fake_scores = self._discriminator_step(real, opt_d)
+
+        self._set_requires_grad(self.discriminator, False)
+        try:
+            g_loss = self._generator_step(reals[-1], opt_g)
+        finally:
+            self._set_requires_grad(self.discriminator, True)
+
+        every = self.trainer.log_every_n_steps
+        if every > 0 and self.global_step % every == 0:
+            self._log_step(d_loss, g_loss, real_scores, fake_scores)
+
+    def _next_real(self, dataloader_iter: Iterator) -> Tensor:
+        batch, _, _ = next(dataloader_iter)
+        batch = self.trainer.strategy.batch_to_device(self.trainer.precision_plugin.convert_input(batch))
+        return batch[0] if isinstance(batch, (list, tuple)) else batch
+
+    def _discriminator_step(self, real: Tensor, opt_d: Any) -> tuple[Tensor, Tensor, Tensor]:
+        z = self.sample_latent(real.shape[0])
+        with torch.no_grad():
+            fake = self.generator(z)
+        real_scores = self.discriminator(real)
+        fake_scores = self.discriminator(fake)
+        loss = self.loss.discriminator_loss(real_scores, fake_scores)
+        loss = loss + self._regularization("discriminator", real, fake, z)
+        opt_d.zero_grad(set_to_none=True)
+        self.manual_backward(loss)
+        self._step_uncounted(opt_d)
+        self.loss.after_discriminator_step(self.discriminator)
+        return loss.detach(), real_scores.detach(), fake_scores.detach()
+
+    def _generator_step(self, real: Tensor, opt_g: Any) -> Tensor:
+        z = self.sample_latent(real.shape[0])
+        fake = self.generator(z)
+        fake_scores = self.discriminator(fake)
+        real_scores = self.discriminator(real) if self.loss.generator_needs_real_scores else None
+        loss = self.loss.generator_loss(fake_scores, real_scores)
+        loss = loss + self._regularization("generator", real, fake, z)
+        opt_g.zero_grad(set_to_none=True)
+        self.manual_backward(loss)
+        opt_g.step()
+        return loss.detach()
+
+    def _regularization(self, phase: str, real: Tensor, fake: Tensor, z: Tensor) -> Tensor | float:
+        total: Tensor | float = 0.0
+        ctx: Optional[RegularizerContext] = None
+        for reg in self.regularizers:
+            if reg.phase != phase or not reg.is_due(self.global_step):
+                continue
+            if ctx is None:
+                ctx = RegularizerContext(
+                    self.discriminator, self.generator, real, fake, z, grad_scale=self._grad_scale()
+                )
+            total = total + reg(ctx)
+        return total
+
+    def _grad_scale(self) -> Optional[Tensor]:
+        """The 16-bit loss scale as a tensor (no host sync), for scaled ``autograd.grad`` in penalties."""
+        scaler = getattr(self.trainer.precision_plugin, "scaler", None)
+        if scaler is None or not scaler.is_enabled():
+            return None
+        if getattr(scaler, "_scale", None) is None:
+            scaler._lazy_init_scale_growth_tracker(self.device)
+        return scaler._scale
+
+    def _step_uncounted(self, optimizer: Any) -> None:
+        """Step an optimizer without advancing ``global_step`` (which counts generator steps only)."""
+        before, after = optimizer._on_before_step, optimizer._on_after_step
+        optimizer._on_before_step = optimizer._on_after_step = _noop
+        try:
+            optimizer.step()
+        finally:
+            optimizer._on_before_step, optimizer._on_after_step = before, after
+
+    @staticmethod
+    def _set_requires_grad(module: nn.Module, flag: bool) -> None:
+        for p in module.parameters():
+            p.requires_grad_(flag)
+
+    def _log_step(self, d_loss: Tensor, g_loss: Tensor, real_scores: Tensor, fake_scores: Tensor) -> None:
+        """Tensors are handed to Lightning as they are: the host sync happens only when the logger writes."""
+        if self.loss.scores_are_logits:
+            real_scores, fake_scores = real_scores.float().sigmoid(), fake_scores.float().sigmoid()
+        metrics = {"d_loss": d_loss, "g_loss": g_loss, "d_real": real_scores.mean(), "d_fake": fake_scores.mean()}
+        self.log_dict(metrics, on_step=True, on_epoch=False, prog_bar=False, batch_size=real_scores.shape[0])
+
+    def _check_data(self, real: Tensor) -> None:
+        """Compare one generated sample with one real sample once, to fail early with a readable message."""
+        with torch.no_grad():
+            was_training = self.generator.training
+            self.generator.eval()
+            try:
+                fake = self.generator(self.sample_latent(1, torch.Generator().manual_seed(0)))
+            finally:
+                self.generator.train(was_training)
+        if tuple(fake.shape[1:]) != tuple(real.shape[1:]):
+            raise ConfigurationError(
+                f"The generator makes samples of shape {tuple(fake.shape[1:])} but the data has shape "
+                f"{tuple(real.shape[1:])}. Match the generator and discriminator to the data (image_size, channels "
+                "or output_dim in --model.generator.init_args / --model.discriminator.init_args)."
+            )
+        self._data_checked = True
+
+
+def _noop() -> None:
+    return None

@@ -1,0 +1,88 @@
+"""``python -m gan_lightning sample``: samples from a checkpoint, without the dataset or the config file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+from gan_lightning.errors import CheckpointError, ConfigurationError
+
+
+def load_gan(ckpt_path: str, map_location: str = "cpu"):
+    """Rebuild a GANModule from a checkpoint written by a CLI run (its config travels in the hyper-parameters)."""
+    from gan_lightning.module import GANModule
+
+    path = Path(ckpt_path).expanduser()
+    if not path.is_file():
+        raise CheckpointError(f"Checkpoint {str(path)!r} does not exist; give the path of a .ckpt file (for example <run>/checkpoints/last.ckpt).")
+    try:
+        return GANModule.load_from_checkpoint(str(path), map_location=map_location, weights_only=False)
+    except TypeError as err:
+        if "generator" in str(err) or "discriminator" in str(err):
+            raise CheckpointError(
+                f"{str(path)!r} does not record how to build its networks (it was not written by a CLI run). Load it in "
+                "Python with GANModule.load_from_checkpoint(path, generator=..., discriminator=...)."
+            ) from err
+        raise
+    except (RuntimeError, KeyError, EOFError, OSError) as err:
+        raise CheckpointError(f"Cannot load checkpoint {str(path)!r}: {err}") from err
+
+
+def save_samples(samples: torch.Tensor, output: str, nrow: Optional[int] = None) -> Path:
+    """Write samples as a ``.pt`` tensor (any data), a ``.png`` grid (images) or a ``.png`` scatter plot (2D points)."""
+    out = Path(output).expanduser()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix == ".pt":
+        torch.save(samples.cpu(), out)
+    elif out.suffix == ".png" and samples.dim() == 4:
+        from torchvision.utils import save_image
+
+        save_image((samples.float() + 1) / 2, out, nrow=nrow or max(1, int(len(samples) ** 0.5)), padding=2)
+    elif out.suffix == ".png" and samples.dim() == 2 and samples.shape[1] == 2:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(5, 5))
+        pts = samples.float().cpu().numpy()
+        ax.scatter(pts[:, 0], pts[:, 1], s=3, alpha=0.5)
+        ax.set_aspect("equal")
+        fig.savefig(out, dpi=100, bbox_inches="tight")
+        plt.close(fig)
+    else:
+        raise ConfigurationError(
+            f"Cannot write samples of shape {tuple(samples.shape)} to {str(out)!r}: use a .pt file (any data) or "
+            ".png (image grids and 2D scatter plots)."
+        )
+    return out
+
+
+def sample(
+    ckpt_path: str,
+    num_samples: int = 64,
+    output: str = "samples.png",
+    seed: int = 0,
+    nrow: Optional[int] = None,
+    device: str = "cpu",
+) -> str:
+    """Write ``num_samples`` generator samples from a checkpoint.
+
+    Args:
+        ckpt_path: a checkpoint written by ``python -m gan_lightning fit``.
+        num_samples: how many samples to draw.
+        output: ``.pt`` saves the tensor in data space (images in [-1, 1], 2D points as coordinates);
+            ``.png`` saves an image grid or, for 2D data, a scatter plot.
+        seed: seed of the latent noise; the same seed gives the same samples.
+        nrow: images per row of the grid (default: square).
+        device: where to run the generator (``cpu``, ``cuda``, ``cuda:1``, ...).
+    """
+    if num_samples < 1:
+        raise ConfigurationError(f"--num_samples must be >= 1, got {num_samples}")
+    model = load_gan(ckpt_path, map_location=device)
+    samples = model.generate(num_samples, seed=seed)
+    out = save_samples(samples, output, nrow)
+    print(f"wrote {num_samples} samples of shape {tuple(samples.shape[1:])} to {out}")
+    return str(out)
