@@ -50,7 +50,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
             from gan_lightning.sampling import sample
 
-            CLI(sample, args=argv[1:], prog="gan_lightning sample")
+            CLI(sample, args=argv[1:], as_positional=False, prog="gan_lightning sample")
             return 0
         if argv in ([], ["-h"], ["--help"]):
             print("usage: python -m gan_lightning {fit,validate,test,predict,sample} [options]\n"

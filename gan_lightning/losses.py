@@ -22,12 +22,14 @@ from gan_lightning.errors import ConfigurationError
 from gan_lightning.regularizers import GradientPenalty, Regularizer
 
 _LOSSES: dict[str, type["AdversarialLoss"]] = {}
+_PRIMARY_NAMES: list[str] = []
 
 
 def register_loss(*names: str):
     """Class decorator that makes a loss selectable by short name (``--model.loss=NAME``)."""
 
     def decorate(cls: type[AdversarialLoss]) -> type[AdversarialLoss]:
+        _PRIMARY_NAMES.append(names[0])
         for name in names:
             if name in _LOSSES and _LOSSES[name] is not cls:
                 raise ValueError(f"loss name {name!r} is already registered to {_LOSSES[name].__name__}")
@@ -38,7 +40,8 @@ def register_loss(*names: str):
 
 
 def available_losses() -> list[str]:
-    return sorted(_LOSSES)
+    """The main short name of every registered loss (aliases such as ``ns`` are accepted too)."""
+    return list(_PRIMARY_NAMES)
 
 
 def build_loss(spec: "AdversarialLoss | str") -> "AdversarialLoss":

@@ -10,7 +10,8 @@ optimizer step instead).
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, Iterator, Literal, Optional, Union
+import warnings
+from typing import Any, Callable, Iterable, Iterator, Literal, NamedTuple, Optional, Union
 
 import torch
 from lightning.pytorch import LightningModule
@@ -22,6 +23,11 @@ from gan_lightning.losses import AdversarialLoss, build_loss
 from gan_lightning.regularizers import Regularizer, RegularizerContext
 
 OptimizerFactory = Callable[[Iterable], Optimizer]
+
+# training_step(dataloader_iter) is this module's design (n_critic batches per generator step), not a user
+# mistake; Lightning's "experimental" notices about it, and an internal deprecation, only add noise.
+warnings.filterwarnings("ignore", message=".*`dataloader_iter`.*")
+warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\)` is deprecated.*")
 
 
 def default_optimizer(params: Iterable) -> Optimizer:
@@ -38,6 +44,15 @@ def _is_plain(value: Any) -> bool:
     if isinstance(value, dict):
         return all(isinstance(k, str) and _is_plain(v) for k, v in value.items())
     return False
+
+
+class StepOutputs(NamedTuple):
+    """Detached results of the latest generator iteration (the last discriminator step's scores)."""
+
+    d_loss: Tensor
+    g_loss: Tensor
+    real_scores: Tensor
+    fake_scores: Tensor
 
 
 class GANModule(LightningModule):
@@ -70,7 +85,9 @@ class GANModule(LightningModule):
     ):
         super().__init__()
         self.automatic_optimization = False
-        self.save_hyperparameters()
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*is an instance of `nn.Module`.*")
+            self.save_hyperparameters()
         # Keep only plain config values: objects in hparams would make checkpoints need weights_only=False.
         for key in [k for k, v in self.hparams.items() if not _is_plain(v)]:
             del self.hparams[key]
@@ -96,6 +113,7 @@ class GANModule(LightningModule):
         self.n_critic = n_critic
         self._optimizer_factories = (generator_optimizer or default_optimizer, discriminator_optimizer or default_optimizer)
         self._data_checked = False
+        self.last_step_outputs: Optional[StepOutputs] = None
 
     # ------------------------------------------------------------------ sampling
     def sample_latent(self, n: int, generator: Optional[torch.Generator] = None) -> Tensor:
@@ -159,6 +177,8 @@ class GANModule(LightningModule):
         finally:
             self._set_requires_grad(self.discriminator, True)
 
+        # References (no copies, no syncs) for callbacks that inspect the latest step on their own schedule.
+        self.last_step_outputs = StepOutputs(d_loss, g_loss, real_scores, fake_scores)
         every = self.trainer.log_every_n_steps
         if every > 0 and self.global_step % every == 0:
             self._log_step(d_loss, g_loss, real_scores, fake_scores)
@@ -231,10 +251,20 @@ class GANModule(LightningModule):
             p.requires_grad_(flag)
 
     def _log_step(self, d_loss: Tensor, g_loss: Tensor, real_scores: Tensor, fake_scores: Tensor) -> None:
-        """Tensors are handed to Lightning as they are: the host sync happens only when the logger writes."""
+        """Tensors are handed to Lightning as they are: the host sync happens only when the logger writes.
+
+        The logged ``step`` makes the logger's x-axis the number of generator updates (Lightning would
+        otherwise use its own per-batch counter, one behind).
+        """
         if self.loss.scores_are_logits:
             real_scores, fake_scores = real_scores.float().sigmoid(), fake_scores.float().sigmoid()
-        metrics = {"d_loss": d_loss, "g_loss": g_loss, "d_real": real_scores.mean(), "d_fake": fake_scores.mean()}
+        metrics = {
+            "d_loss": d_loss,
+            "g_loss": g_loss,
+            "d_real": real_scores.float().mean(),
+            "d_fake": fake_scores.float().mean(),
+            "step": float(self.global_step),
+        }
         self.log_dict(metrics, on_step=True, on_epoch=False, prog_bar=False, batch_size=real_scores.shape[0])
 
     def _check_data(self, real: Tensor) -> None:

@@ -1,0 +1,141 @@
+"""The command line as a user runs it."""
+
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from gan_lightning.cli import main
+
+from conftest import ROOT, run_cli
+
+EXPERIMENTS = sorted((ROOT / "experiments").glob("*.yaml"))
+
+
+def test_experiments_exist():
+    names = {p.stem for p in EXPERIMENTS}
+    assert {"default", "dcgan_mnist", "wgan_gp_cifar10", "lsgan_folder", "ring8", "grid25"} <= names
+
+
+@pytest.mark.parametrize("config", EXPERIMENTS, ids=lambda p: p.stem)
+def test_every_experiment_parses(config, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--config", str(config), "--print_config"])
+    assert exit_info.value.code in (0, None)
+    out = capsys.readouterr().out
+    assert "class_path: gan_lightning" in out and "max_steps:" in out
+
+
+def test_fit_without_config_uses_the_default_experiment(capsys):
+    with pytest.raises(SystemExit):
+        main(["fit", "--print_config", "--model.loss=hinge", "--trainer.max_steps=7"])
+    out = capsys.readouterr().out
+    assert "DigitsDataModule" in out and "loss: hinge" in out and "max_steps: 7" in out
+
+
+def _error_of(argv, capsys):
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "Traceback" not in err
+    return err
+
+
+def test_unknown_loss_is_a_clear_error(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    err = _error_of(["fit", "--model.loss=hingee", "--trainer.max_steps=1"], capsys)
+    assert "Unknown adversarial loss 'hingee'" in err and "hinge" in err
+
+
+def test_impossible_image_size_is_a_clear_error(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    err = _error_of(["fit", "--model.generator.init_args.image_size=48", "--trainer.max_steps=1"], capsys)
+    assert "image_size=48" in err and "power of two" in err
+
+
+def test_empty_image_folder_is_a_clear_error(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "imgs").mkdir()
+    err = _error_of(
+        ["fit", "--config", str(ROOT / "experiments/lsgan_folder.yaml"), "--data.init_args.root", str(tmp_path / "imgs"),
+         "--trainer.max_steps=1", "--trainer.logger=false"],
+        capsys,
+    )
+    assert "No images found" in err
+
+
+def test_missing_dataset_with_download_off_is_a_clear_error(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    err = _error_of(
+        ["fit", "--config", str(ROOT / "experiments/dcgan_mnist.yaml"), "--data.init_args.root", str(tmp_path),
+         "--data.init_args.download=false", "--data.init_args.num_workers=0", "--trainer.max_steps=1",
+         "--trainer.logger=false"],
+        capsys,
+    )
+    assert "MNIST was not found under" in err and "download=true" in err
+
+
+def test_sample_with_missing_checkpoint_is_a_clear_error(tmp_path, capsys):
+    err = _error_of(["sample", "--ckpt_path", str(tmp_path / "nope.ckpt")], capsys)
+    assert "does not exist" in err
+
+
+def test_ring8_end_to_end_fit_then_sample(tmp_path):
+    fit = run_cli(
+        "fit", "--config", str(ROOT / "experiments/ring8.yaml"),
+        "--trainer.max_steps=40", "--trainer.logger.init_args.save_dir", str(tmp_path / "runs"),
+        "--model.generator.init_args.hidden_dims=[32,32]", "--model.discriminator.init_args.hidden_dims=[32,32]",
+        "--data.init_args.num_samples=2000",
+        cwd=tmp_path,
+    )
+    assert fit.returncode == 0, fit.stderr[-3000:]
+    ckpt = tmp_path / "runs/ring8/version_0/checkpoints/last.ckpt"
+    assert torch.load(ckpt, weights_only=True)["global_step"] == 40
+    assert list((tmp_path / "runs/ring8/version_0").glob("events.out.tfevents*"))
+
+    out = tmp_path / "points.pt"
+    sample = run_cli("sample", "--ckpt_path", str(ckpt), "--num_samples", "123", "--output", str(out), "--seed", "5", cwd=tmp_path)
+    assert sample.returncode == 0, sample.stderr[-3000:]
+    points = torch.load(out, weights_only=True)
+    assert points.shape == (123, 2) and torch.isfinite(points).all()
+    again = run_cli("sample", "--ckpt_path", str(ckpt), "--num_samples", "123", "--output", str(tmp_path / "b.pt"), "--seed", "5", cwd=tmp_path)
+    assert again.returncode == 0 and torch.equal(points, torch.load(tmp_path / "b.pt", weights_only=True))
+    png = run_cli("sample", "--ckpt_path", str(ckpt), "--num_samples", "200", "--output", str(tmp_path / "p.png"), cwd=tmp_path)
+    assert png.returncode == 0 and (tmp_path / "p.png").stat().st_size > 1000
+
+
+def test_image_folder_end_to_end_fit_then_sample(tmp_path):
+    imgs = tmp_path / "imgs"
+    imgs.mkdir()
+    g = torch.Generator().manual_seed(0)
+    for i in range(40):
+        arr = (torch.rand(24, 24, 3, generator=g) * 255).to(torch.uint8).numpy()
+        Image.fromarray(arr).save(imgs / f"{i:03d}.png")
+    size = ["--data.init_args.image_size=16", "--model.generator.init_args.image_size=16",
+            "--model.discriminator.init_args.image_size=16", "--model.generator.init_args.width=8",
+            "--model.discriminator.init_args.width=8", "--data.init_args.batch_size=8", "--data.init_args.num_workers=0"]
+    fit = run_cli(
+        "fit", "--config", str(ROOT / "experiments/lsgan_folder.yaml"), "--data.init_args.root", str(imgs), *size,
+        "--trainer.max_steps=12", "--trainer.logger.init_args.save_dir", str(tmp_path / "runs"),
+        cwd=tmp_path,
+    )
+    assert fit.returncode == 0, fit.stderr[-3000:]
+    ckpt = tmp_path / "runs/lsgan_folder/version_0/checkpoints/last.ckpt"
+    assert torch.load(ckpt, weights_only=True)["global_step"] == 12
+
+    sample = run_cli("sample", "--ckpt_path", str(ckpt), "--num_samples", "10", "--output", str(tmp_path / "s.pt"), cwd=tmp_path)
+    assert sample.returncode == 0, sample.stderr[-3000:]
+    images = torch.load(tmp_path / "s.pt", weights_only=True)
+    assert images.shape == (10, 3, 16, 16) and images.min() >= -1 and images.max() <= 1
+    grid = run_cli("sample", "--ckpt_path", str(ckpt), "--num_samples", "16", "--output", str(tmp_path / "g.png"), cwd=tmp_path)
+    assert grid.returncode == 0
+    with Image.open(tmp_path / "g.png") as im:
+        assert im.size == (4 * 16 + 5 * 2, 4 * 16 + 5 * 2)
+
+
+def test_console_script_help(tmp_path):
+    result = run_cli("--help", cwd=tmp_path)
+    assert result.returncode == 0 and "sample" in result.stdout
+    result = run_cli("sample", "--help", cwd=tmp_path)
+    assert result.returncode == 0 and "--ckpt_path" in result.stdout and "--num_samples" in result.stdout
