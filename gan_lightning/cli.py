@@ -18,7 +18,18 @@ from gan_lightning.errors import GANLightningError
 from gan_lightning.module import GANModule
 
 DEFAULT_CONFIG = Path(__file__).with_name("default_experiment.yaml")
-EXTRA_COMMANDS = ("sample",)
+EXTRA_COMMANDS = ("sample", "evaluate")
+
+
+def _extra_command(name: str):
+    """Commands that work on a checkpoint rather than a training config: plain functions run by jsonargparse."""
+    if name == "sample":
+        from gan_lightning.sampling import sample
+
+        return sample
+    from gan_lightning.evaluate import evaluate
+
+    return evaluate
 
 
 class GANLightningCLI(LightningCLI):
@@ -45,15 +56,13 @@ def _with_default_config(argv: list[str]) -> list[str]:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        if argv and argv[0] == "sample":
+        if argv and argv[0] in EXTRA_COMMANDS:
             from jsonargparse import CLI
 
-            from gan_lightning.sampling import sample
-
-            CLI(sample, args=argv[1:], as_positional=False, prog="gan_lightning sample")
+            CLI(_extra_command(argv[0]), args=argv[1:], as_positional=False, prog=f"gan_lightning {argv[0]}")
             return 0
         if argv in ([], ["-h"], ["--help"]):
-            print("usage: python -m gan_lightning {fit,validate,test,predict,sample} [options]\n"
+            print("usage: python -m gan_lightning {fit,validate,test,predict,sample,evaluate} [options]\n"
                   "  fit without --config trains the default experiment (DCGAN on scikit-learn digits).\n"
                   "  `python -m gan_lightning COMMAND --help` lists the options of a command.")
             return 0 if argv else 2
