@@ -11,10 +11,13 @@ import warnings
 from pathlib import Path
 from typing import Optional, Sequence
 
+import yaml
 from lightning.pytorch.cli import LightningCLI
 
+from gan_lightning import resume
+
 from gan_lightning.data.base import GANDataModule
-from gan_lightning.errors import GANLightningError
+from gan_lightning.errors import CheckpointError, GANLightningError
 from gan_lightning.module import GANModule
 
 DEFAULT_CONFIG = Path(__file__).with_name("default_experiment.yaml")
@@ -33,7 +36,29 @@ def _extra_command(name: str):
 
 
 class GANLightningCLI(LightningCLI):
-    """LightningCLI with GAN defaults: any GANDataModule subclass, optimizers configured by the module."""
+    """LightningCLI with GAN defaults: any GANDataModule subclass, optimizers configured by the module,
+    and resume semantics that continue the same run (see ``gan_lightning.resume``)."""
+
+    def _parse_ckpt_path(self) -> None:
+        sub = self.config.get("subcommand")
+        cfg = self.config.get(sub) if sub else None
+        ckpt_path = cfg.get("ckpt_path") if cfg is not None else None
+        if not ckpt_path or ckpt_path in ("best", "hpc", "registry"):
+            return
+        if ckpt_path == "last":
+            found, searched = resume.find_last_checkpoint(cfg)
+            if found is None:
+                resume.note("--ckpt_path last: no last.ckpt in " + ", ".join(map(str, searched)) + "; starting a new run.")
+                cfg.ckpt_path = None
+                return
+            resume.note(f"--ckpt_path last: resuming from {found}")
+            cfg.ckpt_path = str(found)
+        path = Path(cfg.ckpt_path)
+        if not path.is_file():
+            raise CheckpointError(f"Checkpoint {str(path)!r} does not exist; check --ckpt_path (or use --ckpt_path last).")
+        dump = yaml.safe_load(self.parser.dump(self.config, skip_link_targets=False, skip_none=False))[sub]
+        resume.check_resume_options(dump.get("model") or {}, dump.get("data"), path)
+        resume.continue_logger_version(cfg, path)
 
     def __init__(self, args: Optional[Sequence[str]] = None, **kwargs):
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
@@ -47,10 +72,22 @@ class GANLightningCLI(LightningCLI):
         )
 
 
+def _option_value(argv: list[str], name: str) -> Optional[str]:
+    for i, arg in enumerate(argv):
+        if arg == name and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith(name + "="):
+            return arg.split("=", 1)[1]
+    return None
+
+
 def _with_default_config(argv: list[str]) -> list[str]:
-    if argv and argv[0] == "fit" and not any(a == "--config" or a.startswith("--config=") for a in argv):
-        return ["fit", "--config", str(DEFAULT_CONFIG), *argv[1:]]
-    return argv
+    """``fit`` without ``--config``: the run's own saved config when resuming a checkpoint, else the default."""
+    if not argv or argv[0] != "fit" or any(a == "--config" or a.startswith("--config=") for a in argv):
+        return argv
+    ckpt = _option_value(argv, "--ckpt_path")
+    config = resume.run_config_beside(ckpt) if ckpt and ckpt != "last" else None
+    return ["fit", "--config", str(config or DEFAULT_CONFIG), *argv[1:]]
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -1,8 +1,10 @@
 """GANModule: the alternating discriminator/generator loop as a LightningModule with manual optimization.
 
-One ``training_step`` is one *generator iteration*: it takes ``n_critic`` real batches from the loader,
-makes one discriminator update on each (fakes detached, generator not differentiated), then one generator
-update (discriminator frozen). Discriminator optimizer steps are hidden from Lightning's step counter, so
+One ``training_step`` is one *generator iteration*: its loader batch holds ``n_critic`` real batches (a
+``GANDataModule`` is told ``batches_per_step = n_critic``; any other loader's batch is split in ``n_critic``),
+one discriminator update runs on each (fakes detached, generator not differentiated), then one generator
+update (discriminator frozen). Every Lightning counter that counts batches (epoch length, progress bar,
+restart bookkeeping) therefore counts generator iterations. Discriminator optimizer steps are hidden from Lightning's step counter, so
 ``trainer.global_step``, ``max_steps``, ``log_every_n_steps`` and checkpoint intervals all count generator
 updates, which is what GAN papers and users mean by "steps" (Lightning issue #17958 counts every
 optimizer step instead).
@@ -11,7 +13,7 @@ optimizer step instead).
 from __future__ import annotations
 
 import warnings
-from typing import Any, Callable, Iterable, Iterator, Literal, NamedTuple, Optional, Union
+from typing import Any, Callable, Iterable, Literal, NamedTuple, Optional, Union
 
 import torch
 from lightning.pytorch import LightningModule
@@ -21,12 +23,11 @@ from torch.optim import Optimizer
 from gan_lightning.errors import ConfigurationError
 from gan_lightning.losses import AdversarialLoss, build_loss
 from gan_lightning.regularizers import Regularizer, RegularizerContext
+from gan_lightning.rng import capture_rng_state, restore_rng_state
 
 OptimizerFactory = Callable[[Iterable], Optimizer]
 
-# training_step(dataloader_iter) is this module's design (n_critic batches per generator step), not a user
-# mistake; Lightning's "experimental" notices about it, and an internal deprecation, only add noise.
-warnings.filterwarnings("ignore", message=".*`dataloader_iter`.*")
+# An internal Lightning deprecation notice that users cannot act on.
 warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\)` is deprecated.*")
 
 
@@ -114,6 +115,7 @@ class GANModule(LightningModule):
         self._optimizer_factories = (generator_optimizer or default_optimizer, discriminator_optimizer or default_optimizer)
         self._data_checked = False
         self.last_step_outputs: Optional[StepOutputs] = None
+        self._rng_to_restore: Optional[dict[str, Any]] = None
 
     # ------------------------------------------------------------------ sampling
     def sample_latent(self, n: int, generator: Optional[torch.Generator] = None) -> Tensor:
@@ -146,25 +148,45 @@ class GANModule(LightningModule):
         g_factory, d_factory = self._optimizer_factories
         return [g_factory(self.generator.parameters()), d_factory(self.discriminator.parameters())]
 
-    def on_train_batch_start(self, batch: Any, batch_idx: int) -> Optional[int]:
-        # End the epoch instead of starting an iteration that cannot get its n_critic real batches.
-        if self._batches_left_in_epoch() < self.n_critic:
-            return -1
-        return None
+    def setup(self, stage: str) -> None:
+        datamodule = self.trainer.datamodule if self._trainer is not None else None
+        if datamodule is not None and hasattr(datamodule, "batches_per_step"):
+            datamodule.batches_per_step = self.n_critic
 
-    def _batches_left_in_epoch(self) -> float:
-        loader = self.trainer.train_dataloader
-        if hasattr(loader, "remaining"):
-            return loader.remaining()
-        fetcher = getattr(self.trainer.fit_loop, "_data_fetcher", None)
-        length, fetched = getattr(fetcher, "length", None), getattr(fetcher, "fetched", None)
-        if isinstance(length, int) and isinstance(fetched, int):
-            return length - fetched
-        return float("inf")
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        if self._rng_to_restore is not None:
+            # Restored here, right before the first step after a resume, so that nothing Lightning does
+            # while setting up (which may draw random numbers) shifts the streams.
+            restore_rng_state(self._rng_to_restore)
+            self._rng_to_restore = None
 
-    def training_step(self, dataloader_iter: Iterator) -> None:
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["rng_states"] = self._gather_rng_states()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        states = checkpoint.get("rng_states")
+        if states:
+            rank = self.trainer.global_rank if self._trainer is not None else 0
+            self._rng_to_restore = states[rank] if rank < len(states) else None
+
+    def _gather_rng_states(self) -> list[dict[str, Any]]:
+        """Every rank's RNG state (dump_checkpoint runs on all ranks, so the gather is not rank-0-only code)."""
+        state = capture_rng_state()
+        world = self.trainer.world_size if self._trainer is not None else 1
+        if world == 1:
+            return [state]
+        gathered: list[Any] = [None] * world
+        torch.distributed.all_gather_object(gathered, state)
+        return gathered
+
+    def training_step(self, batch: Any, batch_idx: int) -> None:
         opt_g, opt_d = self.optimizers()
-        reals = [self._next_real(dataloader_iter) for _ in range(self.n_critic)]
+        samples = batch[0] if isinstance(batch, (list, tuple)) else batch
+        if samples.shape[0] < self.n_critic:
+            raise ConfigurationError(
+                f"A batch of {samples.shape[0]} samples cannot be split into n_critic={self.n_critic} discriminator batches."
+            )
+        reals = torch.tensor_split(samples, self.n_critic)
         if not self._data_checked:
             self._check_data(reals[0])
 
@@ -182,11 +204,6 @@ class GANModule(LightningModule):
         every = self.trainer.log_every_n_steps
         if every > 0 and self.global_step % every == 0:
             self._log_step(d_loss, g_loss, real_scores, fake_scores)
-
-    def _next_real(self, dataloader_iter: Iterator) -> Tensor:
-        batch, _, _ = next(dataloader_iter)
-        batch = self.trainer.strategy.batch_to_device(self.trainer.precision_plugin.convert_input(batch))
-        return batch[0] if isinstance(batch, (list, tuple)) else batch
 
     def _discriminator_step(self, real: Tensor, opt_d: Any) -> tuple[Tensor, Tensor, Tensor]:
         z = self.sample_latent(real.shape[0])

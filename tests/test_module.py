@@ -106,8 +106,8 @@ def test_max_steps_counts_generator_updates(n_critic):
     assert sum(g_steps) == 7
 
 
-def test_epoch_end_never_starts_an_iteration_without_n_critic_batches():
-    # 20 batches per epoch with n_critic=3 -> 6 full iterations, the 2 leftover batches are skipped
+def test_an_epoch_is_the_generator_steps_its_data_can_feed():
+    # 640 samples, batch 32, n_critic=3: 6 generator steps of 96 samples per epoch, the rest dropped
     model = tiny_gan(n_critic=3)
     trainer = quiet_trainer(max_epochs=2)
     trainer.fit(model, tiny_ring())

@@ -1,5 +1,8 @@
 """Base LightningDataModule: every dataset yields ``(sample, label)`` batches through a resumable loader.
 
+One loader batch holds ``batch_size * batches_per_step`` samples: the real data of one generator iteration
+(``batches_per_step`` is n_critic, set by GANModule), so Lightning's batch counters count generator steps.
+
 Subclasses only build the training dataset and describe it (``data_shape``, ``kind``); the GAN module
 never special-cases a dataset.
 """
@@ -24,6 +27,8 @@ class GANDataModule(LightningDataModule):
 
     def __init__(self, batch_size: int = 64, num_workers: int = 0, seed: int = 0, shuffle: bool = True):
         super().__init__()
+        # Under LightningCLI this records the whole data config, so a resume can check it is unchanged.
+        self.save_hyperparameters()
         if batch_size < 1:
             raise ConfigurationError(f"batch_size must be >= 1, got {batch_size}")
         if num_workers < 0:
@@ -32,6 +37,8 @@ class GANDataModule(LightningDataModule):
         self.num_workers = num_workers
         self.seed = seed
         self.shuffle = shuffle
+        #: Set by GANModule to n_critic: one loader batch feeds one generator iteration.
+        self.batches_per_step = 1
         self._train: Optional[Dataset] = None
 
     def build_train_dataset(self) -> Dataset:
@@ -54,15 +61,16 @@ class GANDataModule(LightningDataModule):
         world, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
         dataset = self.train_dataset
         per_rank = len(dataset) // world  # type: ignore[arg-type]
-        if per_rank < self.batch_size:
+        per_step = self.batch_size * self.batches_per_step
+        if per_rank < per_step:
             raise ConfigurationError(
-                f"The dataset has {len(dataset)} samples ({per_rank} per process), fewer than batch_size={self.batch_size}; "  # type: ignore[arg-type]
-                "lower --data.init_args.batch_size."
+                f"The dataset has {len(dataset)} samples ({per_rank} per process), fewer than one generator step needs "  # type: ignore[arg-type]
+                f"(batch_size={self.batch_size} x n_critic={self.batches_per_step}); lower --data.init_args.batch_size."
             )
         sampler = ResumableSampler(dataset, num_replicas=world, rank=rank, shuffle=self.shuffle, seed=self.seed)
         return ResumableDataLoader(
             dataset,
-            batch_size=self.batch_size,
+            batch_size=per_step,
             sampler=sampler,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,

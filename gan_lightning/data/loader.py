@@ -41,6 +41,12 @@ class ResumableDataLoader(DataLoader):
         self._resume_at: tuple[int, int] | None = None
 
     def __iter__(self) -> Iterator[Any]:
+        # Lightning creates the iterator before it sets the sampler's epoch on a restart, so the epoch is
+        # read lazily, at the first batch. `consumed` is set now for `remaining()`, and confirmed then.
+        self.consumed = self._resume_at[1] if self._resume_at is not None and 0 < self._resume_at[1] < len(self) else 0
+        return self._iterate()
+
+    def _iterate(self) -> Iterator[Any]:
         sampler: ResumableSampler = self.sampler  # type: ignore[assignment]
         epoch = sampler.epoch
         skip = 0
@@ -52,10 +58,7 @@ class ResumableDataLoader(DataLoader):
         self.generator.manual_seed(sampler.seed * 1_000_003 + epoch)
         sampler.skip = skip * self.batch_size
         self.consumed, self._epoch_of_consumed = skip, epoch
-        return self._counting(super().__iter__())
-
-    def _counting(self, it: Iterator[Any]) -> Iterator[Any]:
-        for batch in it:
+        for batch in super().__iter__():
             self.consumed += 1
             yield batch
 

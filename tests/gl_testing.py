@@ -1,0 +1,17 @@
+"""Callbacks used by tests that run the CLI in a subprocess (importable with PYTHONPATH=tests)."""
+
+import os
+import signal
+
+from lightning.pytorch.callbacks import Callback
+
+
+class KillAtStep(Callback):
+    """SIGKILL the process right after generator step ``step``: a crash, with no chance to clean up."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if trainer.global_step == self.step:
+            os.kill(os.getpid(), signal.SIGKILL)
