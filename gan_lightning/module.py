@@ -23,6 +23,7 @@ from torch.optim import Optimizer
 from gan_lightning.errors import ConfigurationError
 from gan_lightning.losses import AdversarialLoss, build_loss
 from gan_lightning.regularizers import Regularizer, RegularizerContext
+from gan_lightning.nonfinite import NonFiniteGuard, assert_finite_parameters
 from gan_lightning.rng import capture_rng_state, restore_rng_state
 
 OptimizerFactory = Callable[[Iterable], Optimizer]
@@ -70,6 +71,8 @@ class GANModule(LightningModule):
         generator_optimizer / discriminator_optimizer: callables ``params -> Optimizer``; default
             Adam(lr=2e-4, betas=(0.5, 0.999)). Different learning rates (TTUR) are just two configs.
         n_critic: discriminator updates per generator update, each on its own real batch.
+        nonfinite: what a NaN/Inf loss does: ``stop`` the run with a message naming the network, the loss term
+            and the step (checked without per-step syncs), or ``skip`` the update (one sync per update).
     """
 
     def __init__(
@@ -83,6 +86,7 @@ class GANModule(LightningModule):
         generator_optimizer: Optional[OptimizerFactory] = None,
         discriminator_optimizer: Optional[OptimizerFactory] = None,
         n_critic: int = 1,
+        nonfinite: Literal["stop", "skip"] = "stop",
     ):
         super().__init__()
         self.automatic_optimization = False
@@ -112,8 +116,10 @@ class GANModule(LightningModule):
         self.latent_dim = latent_dim
         self.latent_distribution = latent_distribution
         self.n_critic = n_critic
+        self.nonfinite = NonFiniteGuard(nonfinite)
         self._optimizer_factories = (generator_optimizer or default_optimizer, discriminator_optimizer or default_optimizer)
         self._data_checked = False
+        self._d_terms: tuple[Tensor, Tensor | float] = (torch.zeros(()), 0.0)
         self.last_step_outputs: Optional[StepOutputs] = None
         self._rng_to_restore: Optional[dict[str, Any]] = None
 
@@ -161,6 +167,8 @@ class GANModule(LightningModule):
             self._rng_to_restore = None
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.nonfinite.check(self.global_step)
+        assert_finite_parameters(self, self.global_step)
         checkpoint["rng_states"] = self._gather_rng_states()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -203,6 +211,7 @@ class GANModule(LightningModule):
         self.last_step_outputs = StepOutputs(d_loss, g_loss, real_scores, fake_scores)
         every = self.trainer.log_every_n_steps
         if every > 0 and self.global_step % every == 0:
+            self.nonfinite.check(self.global_step)
             self._log_step(d_loss, g_loss, real_scores, fake_scores)
 
     def _discriminator_step(self, real: Tensor, opt_d: Any) -> tuple[Tensor, Tensor, Tensor]:
@@ -211,12 +220,15 @@ class GANModule(LightningModule):
             fake = self.generator(z)
         real_scores = self.discriminator(real)
         fake_scores = self.discriminator(fake)
-        loss = self.loss.discriminator_loss(real_scores, fake_scores)
-        loss = loss + self._regularization("discriminator", real, fake, z)
+        adversarial = self.loss.discriminator_loss(real_scores, fake_scores)
+        regularization = self._regularization("discriminator", real, fake, z)
+        loss = adversarial + regularization
         opt_d.zero_grad(set_to_none=True)
-        self.manual_backward(loss)
-        self._step_uncounted(opt_d)
-        self.loss.after_discriminator_step(self.discriminator)
+        if not self.nonfinite.should_skip("discriminator", loss):
+            self.manual_backward(loss)
+            self._step_uncounted(opt_d)
+            self.loss.after_discriminator_step(self.discriminator)
+        self._d_terms = (adversarial.detach(), _detach(regularization))
         return loss.detach(), real_scores.detach(), fake_scores.detach()
 
     def _generator_step(self, real: Tensor, opt_g: Any) -> Tensor:
@@ -224,11 +236,14 @@ class GANModule(LightningModule):
         fake = self.generator(z)
         fake_scores = self.discriminator(fake)
         real_scores = self.discriminator(real) if self.loss.generator_needs_real_scores else None
-        loss = self.loss.generator_loss(fake_scores, real_scores)
-        loss = loss + self._regularization("generator", real, fake, z)
+        adversarial = self.loss.generator_loss(fake_scores, real_scores)
+        regularization = self._regularization("generator", real, fake, z)
+        loss = adversarial + regularization
         opt_g.zero_grad(set_to_none=True)
-        self.manual_backward(loss)
-        opt_g.step()
+        if not self.nonfinite.should_skip("generator", loss):  # a skipped update is not a generator step
+            self.manual_backward(loss)
+            opt_g.step()
+        self.nonfinite.record(self.global_step, *self._d_terms, adversarial.detach(), _detach(regularization))
         return loss.detach()
 
     def _regularization(self, phase: str, real: Tensor, fake: Tensor, z: Tensor) -> Tensor | float:
@@ -282,6 +297,8 @@ class GANModule(LightningModule):
             "d_fake": fake_scores.float().mean(),
             "step": float(self.global_step),
         }
+        if self.nonfinite.policy == "skip":
+            metrics["nonfinite_skipped"] = float(sum(self.nonfinite.skipped.values()))
         self.log_dict(metrics, on_step=True, on_epoch=False, prog_bar=False, batch_size=real_scores.shape[0])
 
     def _check_data(self, real: Tensor) -> None:
@@ -304,3 +321,7 @@ class GANModule(LightningModule):
 
 def _noop() -> None:
     return None
+
+
+def _detach(value: Tensor | float) -> Tensor | float:
+    return value.detach() if isinstance(value, Tensor) else value
