@@ -243,7 +243,8 @@ class GANModule(LightningModule):
         if not self.nonfinite.should_skip("generator", loss):  # a skipped update is not a generator step
             self.manual_backward(loss)
             opt_g.step()
-        self.nonfinite.record(self.global_step, *self._d_terms, adversarial.detach(), _detach(regularization))
+        if self.nonfinite.policy == "stop":
+            self.nonfinite.record(self.global_step, *self._d_terms, adversarial.detach(), _detach(regularization))
         return loss.detach()
 
     def _regularization(self, phase: str, real: Tensor, fake: Tensor, z: Tensor) -> Tensor | float:
@@ -283,23 +284,30 @@ class GANModule(LightningModule):
             p.requires_grad_(flag)
 
     def _log_step(self, d_loss: Tensor, g_loss: Tensor, real_scores: Tensor, fake_scores: Tensor) -> None:
-        """Tensors are handed to Lightning as they are: the host sync happens only when the logger writes.
-
-        The logged ``step`` makes the logger's x-axis the number of generator updates (Lightning would
-        otherwise use its own per-batch counter, one behind).
-        """
         if self.loss.scores_are_logits:
             real_scores, fake_scores = real_scores.float().sigmoid(), fake_scores.float().sigmoid()
-        metrics = {
+        metrics: dict[str, Tensor | float] = {
             "d_loss": d_loss,
             "g_loss": g_loss,
             "d_real": real_scores.float().mean(),
             "d_fake": fake_scores.float().mean(),
-            "step": float(self.global_step),
         }
         if self.nonfinite.policy == "skip":
             metrics["nonfinite_skipped"] = float(sum(self.nonfinite.skipped.values()))
-        self.log_dict(metrics, on_step=True, on_epoch=False, prog_bar=False, batch_size=real_scores.shape[0])
+        self.log_scalars(metrics)
+
+    def log_scalars(self, metrics: dict[str, Tensor | float]) -> None:
+        """Log scalars at x = generator steps; callbacks use this too, so every panel shares one x-axis.
+
+        Lightning's ``self.log`` puts its own per-batch counter (one behind) on the logger's x-axis, and a
+        logged ``"step"`` key would leak into ``callback_metrics`` (and so into ``{step}`` in checkpoint
+        file names). So values go to ``callback_metrics`` through ``self.log(logger=False)`` (usable by
+        ``monitor=``) and to the loggers with an explicit step. Called only on logging steps: the host sync
+        happens when the logger converts the tensors.
+        """
+        self.log_dict(metrics, on_step=True, on_epoch=False, prog_bar=False, logger=False, batch_size=1)
+        for logger in self.loggers:
+            logger.log_metrics({k: v.detach() if isinstance(v, Tensor) else v for k, v in metrics.items()}, step=self.global_step)
 
     def _check_data(self, real: Tensor) -> None:
         """Compare one generated sample with one real sample once, to fail early with a readable message."""
