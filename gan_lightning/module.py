@@ -122,6 +122,9 @@ class GANModule(LightningModule):
         self._d_terms: tuple[Tensor, Tensor | float] = (torch.zeros(()), 0.0)
         self.last_step_outputs: Optional[StepOutputs] = None
         self._rng_to_restore: Optional[dict[str, Any]] = None
+        self._scalers: Optional[dict[str, Any]] = None
+        self._d_scaler_state: Optional[dict[str, Any]] = None
+        self.skipped_generator_steps = 0
 
     # ------------------------------------------------------------------ sampling
     def sample_latent(self, n: int, generator: Optional[torch.Generator] = None) -> Tensor:
@@ -169,9 +172,12 @@ class GANModule(LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.nonfinite.check(self.global_step)
         assert_finite_parameters(self, self.global_step)
+        if self._scalers is not None:
+            checkpoint["discriminator_grad_scaler"] = self._scalers["discriminator"].state_dict()
         checkpoint["rng_states"] = self._gather_rng_states()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self._d_scaler_state = checkpoint.get("discriminator_grad_scaler")
         states = checkpoint.get("rng_states")
         if states:
             rank = self.trainer.global_rank if self._trainer is not None else 0
@@ -198,9 +204,11 @@ class GANModule(LightningModule):
         if not self._data_checked:
             self._check_data(reals[0])
 
+        self._use_scaler("discriminator")
         for real in reals:
             d_loss, real_scores, fake_scores = self._discriminator_step(real, opt_d)
 
+        self._use_scaler("generator")
         self._set_requires_grad(self.discriminator, False)
         try:
             g_loss = self._generator_step(reals[-1], opt_g)
@@ -242,7 +250,7 @@ class GANModule(LightningModule):
         opt_g.zero_grad(set_to_none=True)
         if not self.nonfinite.should_skip("generator", loss):  # a skipped update is not a generator step
             self.manual_backward(loss)
-            opt_g.step()
+            self._step_generator(opt_g)
         if self.nonfinite.policy == "stop":
             self.nonfinite.record(self.global_step, *self._d_terms, adversarial.detach(), _detach(regularization))
         return loss.detach()
@@ -268,6 +276,44 @@ class GANModule(LightningModule):
         if getattr(scaler, "_scale", None) is None:
             scaler._lazy_init_scale_growth_tracker(self.device)
         return scaler._scale
+
+    def _use_scaler(self, phase: str) -> None:
+        """Under 16-bit mixed precision, G and D each get their own GradScaler.
+
+        With Lightning's single scaler, updated twice per iteration, an overflow or a growth caused by one
+        network changes the scale the other one trains with, and steps get skipped (shared notes, section 2).
+        The plugin's own scaler serves G (Lightning checkpoints it); D's is checkpointed by this module.
+        """
+        plugin = self.trainer.precision_plugin
+        if getattr(plugin, "scaler", None) is None:
+            return
+        if self._scalers is None:
+            shared = plugin.scaler
+            d_scaler = torch.amp.GradScaler(
+                shared._device,
+                init_scale=shared._init_scale,
+                growth_factor=shared._growth_factor,
+                backoff_factor=shared._backoff_factor,
+                growth_interval=shared._growth_interval,
+                enabled=shared.is_enabled(),
+            )
+            if self._d_scaler_state is not None:
+                d_scaler.load_state_dict(self._d_scaler_state)
+            self._scalers = {"generator": shared, "discriminator": d_scaler}
+        plugin.scaler = self._scalers[phase]
+
+    def _step_generator(self, opt_g: Any) -> None:
+        """Step G and count it as a generator step unless the 16-bit scaler skipped it (inf/NaN gradients)."""
+        scaler = getattr(self.trainer.precision_plugin, "scaler", None)
+        scale_before = scaler._scale.clone() if scaler is not None and scaler.is_enabled() and scaler._scale is not None else None
+        self._step_uncounted(opt_g)
+        # GradScaler.step has already synchronised to decide; reading the scale back costs nothing more.
+        if scale_before is not None and bool(scaler._scale < scale_before):
+            self.skipped_generator_steps += 1
+            return
+        progress = self.trainer.fit_loop.epoch_loop.manual_optimization.optim_step_progress
+        progress.increment_ready()
+        progress.increment_completed()
 
     def _step_uncounted(self, optimizer: Any) -> None:
         """Step an optimizer without advancing ``global_step`` (which counts generator steps only)."""

@@ -39,3 +39,34 @@ def test_input_gradients_under_float16_need_the_loss_scale():
         scaled = input_gradients(critic(x), x, grad_scale=torch.tensor(2.0**14))
     assert reference.abs().max() > 0 and unscaled.abs().max() == 0  # the failure the recipe prevents
     torch.testing.assert_close(scaled, reference, rtol=2e-2, atol=1e-12)
+
+
+def test_16_mixed_gives_each_network_its_own_scaler_and_does_not_count_skipped_generator_steps(tmp_path):
+    from gan_lightning import GANCheckpoint
+    from gan_lightning.losses import NonSaturatingLoss
+
+    class OverflowOnce(NonSaturatingLoss):
+        """A finite generator loss whose scaled float16 gradients overflow on the 3rd generator update."""
+
+        calls = 0
+
+        def generator_loss(self, fake_scores, real_scores=None):
+            type(self).calls += 1
+            loss = super().generator_loss(fake_scores)
+            return loss * 1e4 if type(self).calls == 3 else loss  # finite in float16, scaled gradients are not
+
+    model = tiny_gan(loss=OverflowOnce())
+    steps = []
+    model.training_step = (lambda orig: (lambda *a, **k: (steps.append(1), orig(*a, **k))[1]))(model.training_step)
+    ckpt = GANCheckpoint(dirpath=tmp_path, save_last=True)
+    trainer = quiet_trainer(max_steps=5, callbacks=[ckpt], enable_checkpointing=True, **_precision("16-mixed"))
+    trainer.fit(model, tiny_ring())
+    skipped = model.skipped_generator_steps
+    assert skipped >= 1  # the forced overflow (an early step at the initial scale 2**16 may overflow too)
+    assert trainer.global_step == 5 and len(steps) == 5 + skipped  # skipped updates are not generator steps
+    g_scale, d_scale = model._scalers["generator"].get_scale(), model._scalers["discriminator"].get_scale()
+    assert g_scale == 2.0**16 / 2**skipped  # G's scale backed off once per skipped G step ...
+    assert d_scale > g_scale  # ... and D's scale did not follow G's overflows
+    state = torch.load(tmp_path / "last.ckpt", weights_only=True)
+    assert state["MixedPrecision"]["scale"] == g_scale
+    assert state["discriminator_grad_scaler"]["scale"] == d_scale
