@@ -16,12 +16,14 @@ from gan_lightning.losses import (
 )
 from gan_lightning.module import GANModule
 from gan_lightning.regularizers import GradientPenalty, Regularizer, RegularizerContext
+from gan_lightning.strategies import GANDDPStrategy
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AdversarialLoss",
     "GANCheckpoint",
+    "GANDDPStrategy",
     "GANModule",
     "GradientPenalty",
     "HingeLoss",

@@ -125,6 +125,7 @@ class GANModule(LightningModule):
         self._scalers: Optional[dict[str, Any]] = None
         self._d_scaler_state: Optional[dict[str, Any]] = None
         self.skipped_generator_steps = 0
+        self._distributed: dict[str, Optional[nn.Module]] = {}
 
     # ------------------------------------------------------------------ sampling
     def sample_latent(self, n: int, generator: Optional[torch.Generator] = None) -> Tensor:
@@ -151,6 +152,23 @@ class GANModule(LightningModule):
         finally:
             self.generator.train(was_training)
         return torch.cat(chunks)
+
+    # ------------------------------------------------------------------ distributed
+    def set_distributed_networks(self, generator: Optional[nn.Module], discriminator: Optional[nn.Module]) -> None:
+        """Called by ``GANDDPStrategy`` with each network wrapped in its own DDP (None to unwrap).
+
+        The wrappers are kept out of the module tree, so parameters and checkpoint keys stay the same.
+        """
+        self._distributed = {"generator": generator, "discriminator": discriminator}
+
+    def _trained(self, name: str) -> nn.Module:
+        """The network to run when it is being updated: its DDP wrapper under ``gan_ddp``, else itself."""
+        return self._distributed.get(name) or getattr(self, name)
+
+    def on_fit_start(self) -> None:
+        if self.trainer.world_size > 1:
+            # seed_everything gives every rank the same seed: without this all ranks draw the same latents.
+            torch.manual_seed(torch.initial_seed() + 1_000_003 * self.trainer.global_rank)
 
     # ------------------------------------------------------------------ optimization
     def configure_optimizers(self) -> list[Optimizer]:
@@ -226,10 +244,11 @@ class GANModule(LightningModule):
         z = self.sample_latent(real.shape[0])
         with torch.no_grad():
             fake = self.generator(z)
-        real_scores = self.discriminator(real)
-        fake_scores = self.discriminator(fake)
+        discriminator = self._trained("discriminator")
+        real_scores = discriminator(real)
+        fake_scores = discriminator(fake)
         adversarial = self.loss.discriminator_loss(real_scores, fake_scores)
-        regularization = self._regularization("discriminator", real, fake, z)
+        regularization = self._regularization("discriminator", real, fake, z, discriminator)
         loss = adversarial + regularization
         opt_d.zero_grad(set_to_none=True)
         if not self.nonfinite.should_skip("discriminator", loss):
@@ -241,11 +260,11 @@ class GANModule(LightningModule):
 
     def _generator_step(self, real: Tensor, opt_g: Any) -> Tensor:
         z = self.sample_latent(real.shape[0])
-        fake = self.generator(z)
-        fake_scores = self.discriminator(fake)
+        fake = self._trained("generator")(z)
+        fake_scores = self.discriminator(fake)  # frozen: the bare module, so D's gradients are not synchronised
         real_scores = self.discriminator(real) if self.loss.generator_needs_real_scores else None
         adversarial = self.loss.generator_loss(fake_scores, real_scores)
-        regularization = self._regularization("generator", real, fake, z)
+        regularization = self._regularization("generator", real, fake, z, self.discriminator)
         loss = adversarial + regularization
         opt_g.zero_grad(set_to_none=True)
         if not self.nonfinite.should_skip("generator", loss):  # a skipped update is not a generator step
@@ -255,7 +274,7 @@ class GANModule(LightningModule):
             self.nonfinite.record(self.global_step, *self._d_terms, adversarial.detach(), _detach(regularization))
         return loss.detach()
 
-    def _regularization(self, phase: str, real: Tensor, fake: Tensor, z: Tensor) -> Tensor | float:
+    def _regularization(self, phase: str, real: Tensor, fake: Tensor, z: Tensor, discriminator: nn.Module) -> Tensor | float:
         total: Tensor | float = 0.0
         ctx: Optional[RegularizerContext] = None
         for reg in self.regularizers:
@@ -263,7 +282,7 @@ class GANModule(LightningModule):
                 continue
             if ctx is None:
                 ctx = RegularizerContext(
-                    self.discriminator, self.generator, real, fake, z, grad_scale=self._grad_scale()
+                    discriminator, self._trained("generator"), real, fake, z, grad_scale=self._grad_scale()
                 )
             total = total + reg(ctx)
         return total
