@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -17,7 +18,7 @@ from lightning.pytorch.cli import LightningCLI
 from gan_lightning import resume
 
 from gan_lightning.data.base import GANDataModule
-from gan_lightning.errors import CheckpointError, GANLightningError
+from gan_lightning.errors import CheckpointError, ConfigurationError, GANLightningError
 from gan_lightning.module import GANModule
 
 DEFAULT_CONFIG = Path(__file__).with_name("default_experiment.yaml")
@@ -38,6 +39,15 @@ def _extra_command(name: str):
 class GANLightningCLI(LightningCLI):
     """LightningCLI with GAN defaults: any GANDataModule subclass, optimizers configured by the module,
     and resume semantics that continue the same run (see ``gan_lightning.resume``)."""
+
+    def before_fit(self) -> None:
+        """Fail before training if the run could not write its logs or checkpoints."""
+        trainer = self.trainer
+        places = [Path(trainer.default_root_dir)]
+        places += [Path(logger.save_dir) for logger in trainer.loggers if getattr(logger, "save_dir", None)]
+        places += [Path(cb.dirpath) for cb in trainer.checkpoint_callbacks if getattr(cb, "dirpath", None)]
+        for place in places:
+            ensure_writable(place)
 
     def _parse_ckpt_path(self) -> None:
         sub = self.config.get("subcommand")
@@ -70,6 +80,20 @@ class GANLightningCLI(LightningCLI):
             args=args,
             **kwargs,
         )
+
+
+def ensure_writable(directory: Path) -> None:
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        probe = directory / f".gan_lightning_write_test_{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise ConfigurationError(
+            f"Cannot write to {str(directory)!r} ({err.strerror or err}): the run could not save its logs or checkpoints. "
+            "Choose another directory (--trainer.default_root_dir, --trainer.logger.init_args.save_dir or the "
+            "checkpoint callback's dirpath)."
+        ) from err
 
 
 def _option_value(argv: list[str], name: str) -> Optional[str]:

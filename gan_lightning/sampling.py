@@ -33,7 +33,10 @@ def load_gan(ckpt_path: str, map_location: str = "cpu"):
 def save_samples(samples: torch.Tensor, output: str, nrow: Optional[int] = None) -> Path:
     """Write samples as a ``.pt`` tensor (any data), a ``.png`` grid (images) or a ``.png`` scatter plot (2D points)."""
     out = Path(output).expanduser()
-    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ConfigurationError(f"Cannot create the output directory {str(out.parent)!r} ({err.strerror or err}); choose another --output.") from err
     if out.suffix == ".pt":
         torch.save(samples.cpu(), out)
     elif out.suffix == ".png" and samples.dim() == 4:

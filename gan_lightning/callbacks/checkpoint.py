@@ -15,6 +15,8 @@ from typing import Any
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 
+from gan_lightning.errors import CheckpointError
+
 
 class GANCheckpoint(ModelCheckpoint):
     """``every_n_train_steps`` counts generator steps; ``save_last`` also saves when training ends."""
@@ -46,11 +48,21 @@ class GANCheckpoint(ModelCheckpoint):
 
     def _save_checkpoint(self, trainer: Trainer, filepath: str) -> None:
         tmp = f"{filepath}.tmp"
-        trainer.save_checkpoint(tmp, self.save_weights_only)  # ends with a barrier on every rank
-        if trainer.is_global_zero:
-            with open(tmp, "rb") as f:
-                os.fsync(f.fileno())
-            os.replace(tmp, filepath)
+        try:
+            trainer.save_checkpoint(tmp, self.save_weights_only)  # ends with a barrier on every rank
+            if trainer.is_global_zero:
+                with open(tmp, "rb") as f:
+                    os.fsync(f.fileno())
+                os.replace(tmp, filepath)
+        except OSError as err:
+            if trainer.is_global_zero and os.path.exists(tmp):
+                os.remove(tmp)
+            previous = self.last_model_path if self.last_model_path and os.path.exists(self.last_model_path) else None
+            raise CheckpointError(
+                f"Could not write checkpoint {filepath!r} at generator step {trainer.global_step}: {err.strerror or err}. "
+                + (f"The previous checkpoint {previous!r} is intact: " if previous else "")
+                + "free space or fix the directory, then resume with --ckpt_path last."
+            ) from err
         trainer.strategy.barrier("GANCheckpoint.replace")
         self._last_global_step_saved = trainer.global_step
         self._last_checkpoint_saved = filepath
