@@ -1,0 +1,53 @@
+"""Sample-quality metrics: FID, IS, KID, precision/recall on images; mode coverage on the 2D mixtures.
+
+The pieces, one idea each: :mod:`.weights` (where the Inception weights come from), :mod:`.features`
+(InceptionV3 or any ``nn.Module``), :mod:`.reference` (what the samples are compared with), :mod:`.real_cache`
+(real features computed once), :mod:`.image_metrics` and :mod:`.mode_coverage` (the scores),
+:mod:`.distributed` (sharding across ranks), :mod:`.evaluator` (all of it for one generator) and :mod:`.record`
+(the JSON with the protocol).
+"""
+
+from gan_lightning.metrics.evaluator import GeneratorEvaluator
+from gan_lightning.metrics.features import FeatureExtractor, Features, InceptionV3Features, ModuleFeatures, to_uint8
+from gan_lightning.metrics.image_metrics import IMAGE_METRICS, ImageMetricSettings, image_scores
+from gan_lightning.metrics.mode_coverage import mode_coverage
+from gan_lightning.metrics.real_cache import RealFeatureCache
+from gan_lightning.metrics.record import make_record, write_record
+from gan_lightning.metrics.reference import (
+    FeaturesFileReference,
+    ImageReference,
+    MixtureReference,
+    parse_reference,
+    reference_from_datamodule,
+)
+from gan_lightning.metrics.weights import (
+    INCEPTION_WEIGHTS_ENV,
+    INCEPTION_WEIGHTS_FILE,
+    INCEPTION_WEIGHTS_URL,
+    resolve_inception_weights,
+)
+
+__all__ = [
+    "FeatureExtractor",
+    "Features",
+    "FeaturesFileReference",
+    "GeneratorEvaluator",
+    "IMAGE_METRICS",
+    "INCEPTION_WEIGHTS_ENV",
+    "INCEPTION_WEIGHTS_FILE",
+    "INCEPTION_WEIGHTS_URL",
+    "ImageMetricSettings",
+    "ImageReference",
+    "InceptionV3Features",
+    "MixtureReference",
+    "ModuleFeatures",
+    "RealFeatureCache",
+    "image_scores",
+    "make_record",
+    "mode_coverage",
+    "parse_reference",
+    "reference_from_datamodule",
+    "resolve_inception_weights",
+    "to_uint8",
+    "write_record",
+]

@@ -1,0 +1,197 @@
+"""Scores one generator against one reference set: the engine shared by the training callback and ``evaluate``.
+
+N latents are drawn from ``seed`` on every rank; each rank generates and featurises its own slice (N/world_size),
+and the slices are all-gathered in order, so every rank computes the same score as one process would on the same
+samples. Real features are computed once per (data, extractor, weights), kept in memory for the next evaluation
+and on disk for the next run (:mod:`gan_lightning.metrics.real_cache`).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable, Optional
+
+import torch
+from torch import Tensor, nn
+
+from gan_lightning.errors import ConfigurationError
+from gan_lightning.metrics import distributed as D
+from gan_lightning.metrics.features import FeatureExtractor, Features, autocast_off, build_feature_extractor, to_uint8
+from gan_lightning.metrics.image_metrics import (
+    IMAGE_METRICS,
+    ImageMetricSettings,
+    check_metric_names,
+    fid_statistics,
+    image_scores,
+)
+from gan_lightning.metrics.mode_coverage import mode_coverage
+from gan_lightning.metrics.real_cache import RealFeatureCache, fid_stats_of
+from gan_lightning.metrics.reference import FeaturesFileReference, ImageReference, MixtureReference, Reference, content_sha256
+
+LatentSampler = Callable[[int, torch.Generator], Tensor]
+
+IMAGE_CONVERSION = "uint8: round((x + 1) * 127.5) clamped to [0, 255] (no wrap-around)"
+
+
+class GeneratorEvaluator:
+    """FID/IS/KID/precision-recall for images, mode coverage for 2D mixtures.
+
+    Args:
+        reference: the real set (see :mod:`gan_lightning.metrics.reference`).
+        num_samples: generated samples per evaluation (split across ranks).
+        metrics: image metrics among ``fid``, ``is``, ``kid``, ``pr`` (default: all). Ignored for mixtures.
+        num_real: real samples used (default: the whole reference set); a seeded random subset otherwise.
+        feature_extractor: ``None``/``"inception"`` for InceptionV3, an ``nn.Module``, or a saved module's path.
+        feature_extractor_weights: path of the InceptionV3 weights (else env var / torch.hub cache / download).
+        seed: seed of the latent noise, so successive evaluations compare the same latents.
+        batch_size: generator and extractor batch size.
+        cache_dir: real-features cache folder (default ``$TORCH_HOME/gan_lightning/real_features``); ``cache=False`` disables it.
+    """
+
+    def __init__(
+        self,
+        reference: Reference,
+        num_samples: int,
+        metrics: Optional[list[str]] = None,
+        num_real: Optional[int] = None,
+        feature_extractor: Optional[nn.Module | str] = None,
+        feature_extractor_weights: Optional[str] = None,
+        seed: int = 0,
+        batch_size: int = 64,
+        cache_dir: Optional[str] = None,
+        cache: bool = True,
+        settings: Optional[ImageMetricSettings] = None,
+    ):
+        if num_samples < 2:
+            raise ConfigurationError(f"num_samples must be >= 2, got {num_samples}")
+        if num_real is not None and num_real < 2:
+            raise ConfigurationError(f"num_real must be >= 2, got {num_real}")
+        self.reference = reference
+        self.num_samples = num_samples
+        self.metrics = check_metric_names(list(metrics) if metrics is not None else list(IMAGE_METRICS))
+        self.num_real = num_real
+        self.seed = seed
+        self.batch_size = batch_size
+        self.cache = RealFeatureCache(cache_dir) if cache else None
+        self.settings = settings or ImageMetricSettings()
+        self._extractor_spec = (feature_extractor, feature_extractor_weights)
+        self._extractor: Optional[FeatureExtractor] = None
+        self._real: Optional[tuple[Features, Optional[dict], dict[str, Any]]] = None
+        self.last_real_source = ""
+
+    # ------------------------------------------------------------------ extractor and real features
+    def extractor(self, device: torch.device) -> FeatureExtractor:
+        """Built on first use (so a toy run never loads Inception) and kept out of any LightningModule."""
+        if self._extractor is None:
+            self._extractor = build_feature_extractor(*self._extractor_spec)
+        return self._extractor.to(device)
+
+    def real_features(self, device: torch.device) -> tuple[Features, Optional[dict], dict[str, Any]]:
+        """(features, FID statistics, description) of the reference; memory, then disk cache, then computed."""
+        if self._real is not None:
+            self.last_real_source = "memory"
+            return self._real
+        extractor = self.extractor(device)
+        if isinstance(self.reference, FeaturesFileReference):
+            entry = self.reference.entry
+            wanted, stored = extractor.identity(), entry["key_fields"]["feature_extractor"]
+            if wanted.get("weights_sha256") != stored.get("weights_sha256") or wanted.get("resize") != stored.get("resize"):
+                raise ConfigurationError(
+                    f"{self.reference.path} holds features of another extractor or weights ({stored.get('name')}, sha256 "
+                    f"{stored.get('weights_sha256', '')[:12]}) than the one in use ({wanted.get('name')}, sha256 "
+                    f"{wanted.get('weights_sha256', '')[:12]}); use the matching weights or recompute from the data."
+                )
+            self._real = (self.reference.features, fid_stats_of(entry), {**self.reference.description, "num_real": len(self.reference.features)})
+            self.last_real_source = f"file {self.reference.path}"
+            return self._real
+        assert isinstance(self.reference, ImageReference)
+        images = self.reference.load_uint8(self.num_real)  # cheap next to the extractor; all ranks load the same set
+        key_fields = {
+            "reference": self.reference.description,
+            "num_real": len(images),
+            "images_sha256": content_sha256(images),
+            "feature_extractor": {k: v for k, v in extractor.identity().items() if k != "weights_path"},
+        }
+        entry = None
+        if self.cache is not None:
+            hit = D.broadcast_object(self.cache.path(key_fields).is_file())  # one decision for every rank
+            entry = self.cache.load(key_fields) if hit else None
+        if entry is not None:
+            features, stats = Features.from_dict(entry["features"]), fid_stats_of(entry)
+            self.last_real_source = f"disk cache {self.cache.path(key_fields)}"  # type: ignore[union-attr]
+        else:
+            part = D.shard(len(images))
+            local = extractor.extract(images[part], self.batch_size)
+            features = self._gather(local, len(images))
+            stats = fid_statistics(features.pool)
+            self.last_real_source = "computed"
+            if self.cache is not None and D.rank() == 0:
+                path = self.cache.save(key_fields, features, stats)
+                self.last_real_source = f"computed, cached to {path}"
+        description = {**self.reference.description, "num_real": len(images), "subset_seed": self.reference.subset_seed,
+                       "images_sha256": key_fields["images_sha256"]}
+        self._real = (features, stats, description)
+        return self._real
+
+    @staticmethod
+    def _gather(local: Features, n: int) -> Features:
+        pool = D.gather_shards(local.pool, n)
+        logits = D.gather_shards(local.logits, n) if local.logits is not None else None
+        return Features(pool, logits)
+
+    # ------------------------------------------------------------------ generation
+    @torch.no_grad()
+    def generate_shard(self, generator: nn.Module, sample_latent: LatentSampler) -> Tensor:
+        """This rank's slice of the N samples drawn from ``seed``, generated in eval mode with autocast off."""
+        z_all = sample_latent(self.num_samples, torch.Generator().manual_seed(self.seed))
+        z = z_all[D.shard(self.num_samples)]
+        D.sync_buffers(generator)  # same BatchNorm statistics on every rank, so shards come from one generator
+        param = next(iter(generator.parameters()), None)
+        dtype = param.dtype if param is not None and param.dtype.is_floating_point else torch.float32
+        was_training = generator.training
+        generator.eval()
+        try:
+            with autocast_off(z.device):
+                chunks = [generator(z[i : i + self.batch_size].to(dtype)).float() for i in range(0, len(z), self.batch_size)]
+        finally:
+            generator.train(was_training)
+        return torch.cat(chunks) if chunks else torch.empty(0)
+
+    # ------------------------------------------------------------------ scoring
+    def evaluate(self, generator: nn.Module, sample_latent: LatentSampler, device: Optional[torch.device] = None) -> tuple[dict[str, float], dict[str, Any]]:
+        """(scores, protocol). A collective under DDP: call it on every rank."""
+        start = time.perf_counter()
+        samples = self.generate_shard(generator, sample_latent)
+        device = device or samples.device
+        protocol: dict[str, Any] = {
+            "num_fake": self.num_samples,
+            "seed": self.seed,
+            "world_size": D.world_size(),
+        }
+        if isinstance(self.reference, MixtureReference):
+            if samples.dim() != 2 or samples.shape[1] != self.reference.modes.shape[1]:
+                raise ConfigurationError(f"Mode coverage needs 2D points; the generator makes samples of shape {tuple(samples.shape[1:])}.")
+            points = D.gather_shards(samples, self.num_samples)
+            scores = mode_coverage(points, self.reference.modes, self.reference.std)
+            protocol.update(reference=self.reference.description, definition="high quality: within 3 std of the nearest mode; "
+                            "captured: >= 1 high-quality sample; reverse_kl: KL(HQ mode histogram || uniform)")
+        else:
+            if samples.dim() != 4:
+                raise ConfigurationError(f"Image metrics need images (N, C, H, W); the generator makes samples of shape {tuple(samples.shape[1:])}.")
+            extractor = self.extractor(device)
+            real, real_stats, real_description = self.real_features(device)
+            fake = self._gather(extractor.extract(to_uint8(samples), self.batch_size), self.num_samples)
+            settings = self.settings.effective(len(fake), len(real))
+            scores = image_scores(fake, real, self.metrics, settings, real_stats)
+            protocol.update(
+                num_real=len(real),
+                reference=real_description,
+                metrics=self.metrics,
+                feature_extractor=extractor.identity(),
+                resize=extractor.resize,
+                image_conversion=IMAGE_CONVERSION,
+                metric_settings=settings.as_dict(),
+                real_features=self.last_real_source,
+            )
+        protocol["seconds"] = round(time.perf_counter() - start, 3)
+        return scores, protocol
