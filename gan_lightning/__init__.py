@@ -1,6 +1,14 @@
 """gan_lightning: GAN experiments on PyTorch Lightning."""
 
-from gan_lightning.callbacks import GANCheckpoint
+from gan_lightning.callbacks import (
+    BalanceDiagnosticsCallback,
+    GANCheckpoint,
+    GANEvaluation,
+    LossCurvesCallback,
+    SampleGridCallback,
+    SlurmRequeue,
+    TimelapseCallback,
+)
 from gan_lightning.losses import (
     AdversarialLoss,
     HingeLoss,
@@ -22,6 +30,12 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AdversarialLoss",
+    "BalanceDiagnosticsCallback",
+    "GANEvaluation",
+    "LossCurvesCallback",
+    "SampleGridCallback",
+    "SlurmRequeue",
+    "TimelapseCallback",
     "GANCheckpoint",
     "GANDDPStrategy",
     "GANModule",
