@@ -175,3 +175,17 @@ def test_sampler_shards_across_ranks():
     parts = [list(ResumableSampler(ds, num_replicas=2, rank=r, seed=0)) for r in range(2)]
     assert len(parts[0]) == len(parts[1]) == 20
     assert sorted(parts[0] + parts[1]) == list(range(40))
+
+
+def test_in_memory_data_is_fetched_in_batches_but_stays_a_plain_dataset():
+    dm = GaussianMixtureDataModule("ring8", num_samples=200, batch_size=50)
+    # any other DataLoader over the dataset still collates samples as usual
+    x, y = next(iter(torch.utils.data.DataLoader(dm.train_dataset, batch_size=8)))
+    assert x.shape == (8, 2) and y.shape == (8,)
+    loader = dm.train_dataloader()
+    x, y = next(iter(loader))
+    assert x.shape == (50, 2) and y.shape == (50,)
+    first = loader.sampler  # the batch is exactly the sampler's first indices
+    first.set_epoch(0)
+    idx = list(first)[:50]
+    torch.testing.assert_close(x, dm.train_dataset.tensors[0][idx])

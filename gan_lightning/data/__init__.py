@@ -3,7 +3,7 @@
 from gan_lightning.data.base import GANDataModule
 from gan_lightning.data.digits import DigitsDataModule
 from gan_lightning.data.folder import ImageFolderDataModule
-from gan_lightning.data.loader import InMemoryDataset, ResumableDataLoader, ResumableSampler
+from gan_lightning.data.loader import ResumableDataLoader, ResumableSampler
 from gan_lightning.data.mixtures import GaussianMixtureDataModule, mixture_modes, sample_mixture
 from gan_lightning.data.torchvision_data import CIFAR10DataModule, FashionMNISTDataModule, MNISTDataModule
 
@@ -14,7 +14,6 @@ __all__ = [
     "GANDataModule",
     "GaussianMixtureDataModule",
     "ImageFolderDataModule",
-    "InMemoryDataset",
     "MNISTDataModule",
     "ResumableDataLoader",
     "ResumableSampler",

@@ -7,10 +7,9 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, TensorDataset
 
 from gan_lightning.data.base import GANDataModule
-from gan_lightning.data.loader import InMemoryDataset
 from gan_lightning.errors import ConfigurationError
 
 
@@ -39,4 +38,4 @@ class DigitsDataModule(GANDataModule):
         self.num_classes = 10
 
     def build_train_dataset(self) -> Dataset:
-        return InMemoryDataset(*load_digits_tensor(self.image_size, self.channels))
+        return TensorDataset(*load_digits_tensor(self.image_size, self.channels))

@@ -16,17 +16,27 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, TensorDataset
 
 
-class InMemoryDataset(TensorDataset):
-    """Tensors in memory, fetched a whole batch at a time by one index operation.
+class _BatchedTensorView(Dataset):
+    """A TensorDataset fetched a whole batch at a time, by one index operation per tensor.
 
     The DataLoader calls ``__getitems__`` with the batch's indices; indexing the tensors once instead of
-    collating ``batch_size`` single samples is what keeps small-model training (2D mixtures, digits) as fast
-    as a hand-written loop that slices its data tensor.
+    collating ``batch_size`` single samples keeps small-model training (2D mixtures, digits) as fast as a
+    hand-written loop that slices its data tensor. Only this loader sees the view, so any other DataLoader
+    over the same dataset collates as usual.
     """
+
+    def __init__(self, dataset: TensorDataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i: int) -> Any:
+        return self.dataset[i]
 
     def __getitems__(self, indices: list[int]) -> tuple[torch.Tensor, ...]:
         index = torch.as_tensor(indices, dtype=torch.long)
-        return tuple(t[index] for t in self.tensors)
+        return tuple(t[index] for t in self.dataset.tensors)
 
 
 def _already_batched(batch: Any) -> Any:
@@ -50,8 +60,8 @@ class ResumableDataLoader(DataLoader):
     """DataLoader over a :class:`ResumableSampler` that remembers how many batches it has handed out."""
 
     def __init__(self, dataset: Dataset, batch_size: int, sampler: ResumableSampler, **kwargs: Any):
-        if isinstance(dataset, InMemoryDataset):
-            kwargs.setdefault("collate_fn", _already_batched)
+        if isinstance(dataset, TensorDataset) and "collate_fn" not in kwargs:
+            dataset, kwargs["collate_fn"] = _BatchedTensorView(dataset), _already_batched
         super().__init__(
             dataset, batch_size=batch_size, sampler=sampler, drop_last=True, generator=torch.Generator(), **kwargs
         )

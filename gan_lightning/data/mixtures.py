@@ -10,10 +10,9 @@ import math
 from typing import Literal
 
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, TensorDataset
 
 from gan_lightning.data.base import GANDataModule
-from gan_lightning.data.loader import InMemoryDataset
 from gan_lightning.errors import ConfigurationError
 
 MIXTURES = ("ring8", "grid25")
@@ -59,4 +58,4 @@ class GaussianMixtureDataModule(GANDataModule):
 
     def build_train_dataset(self) -> Dataset:
         generator = torch.Generator().manual_seed(self.seed)
-        return InMemoryDataset(*sample_mixture(self.mixture, self.num_samples, generator))
+        return TensorDataset(*sample_mixture(self.mixture, self.num_samples, generator))
