@@ -19,14 +19,19 @@ import torch
 from lightning.pytorch import LightningModule
 from torch import Tensor, nn
 from torch.optim import Optimizer
+from torch.optim.lr_scheduler import LRScheduler
 
+from gan_lightning.discriminator_inputs import DiscriminatorBatch, DiscriminatorInputTransform
+from gan_lightning.ema import check_ema_options, make_ema_copy, update_ema
 from gan_lightning.errors import ConfigurationError
 from gan_lightning.losses import AdversarialLoss, build_loss
 from gan_lightning.regularizers import Regularizer, RegularizerContext
 from gan_lightning.nonfinite import NonFiniteGuard, assert_finite_parameters
 from gan_lightning.rng import capture_rng_state, restore_rng_state
+from gan_lightning.unrolled import unrolled_scorer
 
 OptimizerFactory = Callable[[Iterable], Optimizer]
+SchedulerFactory = Callable[[Optimizer], LRScheduler]
 
 # An internal Lightning deprecation notice that users cannot act on.
 warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\)` is deprecated.*")
@@ -35,6 +40,12 @@ warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\)`
 def default_optimizer(params: Iterable) -> Optimizer:
     """Adam(lr=2e-4, betas=(0.5, 0.999)): the DCGAN paper's setting (Radford et al. 2016, Sec. 4)."""
     return torch.optim.Adam(params, lr=2e-4, betas=(0.5, 0.999))
+
+
+def num_classes_of(network: nn.Module) -> int:
+    """The ``num_classes`` a conditional network declares; 0 for unconditional ones."""
+    value = getattr(network, "num_classes", 0)
+    return int(value) if isinstance(value, int) and value > 0 else 0
 
 
 def _is_plain(value: Any) -> bool:
@@ -73,6 +84,21 @@ class GANModule(LightningModule):
         n_critic: discriminator updates per generator update, each on its own real batch.
         nonfinite: what a NaN/Inf loss does: ``stop`` the run with a message naming the network, the loss term
             and the step (checked without per-step syncs), or ``skip`` the update (one sync per update).
+        input_transforms: changes to what D sees (:mod:`gan_lightning.discriminator_inputs`: instance noise,
+            label flipping), applied in order.
+        generator_scheduler / discriminator_scheduler: callables ``optimizer -> LRScheduler``, both stepped once
+            per generator step (SNGAN's linear decay to zero is ``torch.optim.lr_scheduler.LinearLR`` with
+            ``end_factor: 0``).
+        generator_grad_clip / discriminator_grad_clip: maximum gradient norm of each network, applied to the
+            unscaled gradients (also under 16-bit mixed precision).
+        ema_decay: keep ``generator_ema``, an exponential moving average of the generator
+            (:mod:`gan_lightning.ema`), updated after every generator step from ``ema_start_step`` on.
+        unrolled_steps: train G against D unrolled this many steps (Metz et al. 2017; :mod:`gan_lightning.unrolled`),
+            with the learning rate ``unrolled_lr`` (default: D's own).
+
+    Conditional GANs: when the generator has ``num_classes > 0`` (and the discriminator the same), batches
+    are ``(samples, labels)``, the generator is called as ``G(z, labels)`` and the discriminator as
+    ``D(x, labels)``; fake labels are drawn uniformly.
     """
 
     def __init__(
@@ -87,6 +113,15 @@ class GANModule(LightningModule):
         discriminator_optimizer: Optional[OptimizerFactory] = None,
         n_critic: int = 1,
         nonfinite: Literal["stop", "skip"] = "stop",
+        input_transforms: Optional[list[DiscriminatorInputTransform]] = None,
+        generator_scheduler: Optional[SchedulerFactory] = None,
+        discriminator_scheduler: Optional[SchedulerFactory] = None,
+        generator_grad_clip: Optional[float] = None,
+        discriminator_grad_clip: Optional[float] = None,
+        ema_decay: Optional[float] = None,
+        ema_start_step: int = 0,
+        unrolled_steps: int = 0,
+        unrolled_lr: Optional[float] = None,
     ):
         super().__init__()
         self.automatic_optimization = False
@@ -106,8 +141,31 @@ class GANModule(LightningModule):
             raise ConfigurationError(
                 "The latent size is unknown: give the generator a `latent_dim` attribute or set --model.latent_dim."
             )
+        for name, clip in (("generator_grad_clip", generator_grad_clip), ("discriminator_grad_clip", discriminator_grad_clip)):
+            if clip is not None and clip <= 0:
+                raise ConfigurationError(f"{name} must be a positive gradient norm or null, got {clip}")
+        if unrolled_steps < 0:
+            raise ConfigurationError(f"unrolled_steps must be >= 0, got {unrolled_steps}")
+        self.num_classes = num_classes_of(generator)
+        if num_classes_of(discriminator) != self.num_classes:
+            raise ConfigurationError(
+                f"The generator has num_classes={self.num_classes} but the discriminator has "
+                f"num_classes={num_classes_of(discriminator)}; a conditional GAN needs both set to the number of classes "
+                "(--model.generator.init_args.num_classes and --model.discriminator.init_args.num_classes)."
+            )
         self.generator = generator
         self.discriminator = discriminator
+        if ema_decay is not None:
+            check_ema_options(ema_decay, ema_start_step)
+            self.generator_ema: Optional[nn.Module] = make_ema_copy(generator)
+        else:
+            self.generator_ema = None
+        self.ema_decay, self.ema_start_step = ema_decay, ema_start_step
+        self.input_transforms = list(input_transforms or [])
+        self._scheduler_factories = (generator_scheduler, discriminator_scheduler)
+        self._schedulers: list[LRScheduler] = []
+        self.grad_clip = {"generator": generator_grad_clip, "discriminator": discriminator_grad_clip}
+        self.unrolled_steps, self.unrolled_lr = unrolled_steps, unrolled_lr
         self.loss = build_loss(loss)
         self.regularizers = list(self.loss.regularizers()) + list(regularizers or [])
         for reg in self.regularizers:
@@ -138,19 +196,54 @@ class GANModule(LightningModule):
             z = torch.rand(shape, generator=generator, device=device) * 2 - 1
         return z.to(self.device)
 
-    def forward(self, z: Tensor) -> Tensor:
-        return self.generator(z)
+    def sample_labels(self, n: int, generator: Optional[torch.Generator] = None) -> Optional[Tensor]:
+        """``n`` uniform class labels for a conditional GAN; None for an unconditional one."""
+        if not self.num_classes:
+            return None
+        device = generator.device if generator is not None else self.device
+        return torch.randint(self.num_classes, (n,), generator=generator, device=device).to(self.device)
+
+    @staticmethod
+    def _generate(network: nn.Module, z: Tensor, labels: Optional[Tensor]) -> Tensor:
+        return network(z) if labels is None else network(z, labels)
+
+    @staticmethod
+    def _score(network: Callable[..., Tensor], x: Tensor, labels: Optional[Tensor]) -> Tensor:
+        return network(x) if labels is None else network(x, labels)
+
+    def forward(self, z: Tensor, labels: Optional[Tensor] = None) -> Tensor:
+        return self._generate(self.generator, z, labels)
 
     @torch.no_grad()
-    def generate(self, n: int, seed: Optional[int] = None, batch_size: int = 512) -> Tensor:
-        """``n`` samples in data space from the generator in eval mode (images in [-1, 1], points as coordinates)."""
+    def generate(
+        self,
+        n: int,
+        seed: Optional[int] = None,
+        batch_size: int = 512,
+        labels: Optional[Tensor] = None,
+        use_ema: bool = True,
+    ) -> Tensor:
+        """``n`` samples in data space, in eval mode (images in [-1, 1], points as coordinates).
+
+        The EMA generator is used when the module keeps one (``use_ema``). A conditional GAN draws uniform
+        labels from ``seed`` unless ``labels`` (n,) are given.
+        """
         rng = torch.Generator().manual_seed(seed) if seed is not None else None
-        was_training = self.generator.training
-        self.generator.eval()
+        network = self.generator_ema if use_ema and self.generator_ema is not None else self.generator
+        if labels is None:
+            labels = self.sample_labels(n, rng)
+        elif not self.num_classes:
+            raise ConfigurationError("labels were given, but this GAN is not conditional (its generator has no num_classes)")
+        was_training = network.training
+        network.eval()
         try:
-            chunks = [self(self.sample_latent(min(batch_size, n - i), rng)) for i in range(0, n, batch_size)]
+            chunks = []
+            for i in range(0, n, batch_size):
+                z = self.sample_latent(min(batch_size, n - i), rng)
+                y = None if labels is None else labels[i : i + len(z)].to(self.device)
+                chunks.append(self._generate(network, z, y))
         finally:
-            self.generator.train(was_training)
+            network.train(was_training)
         return torch.cat(chunks)
 
     # ------------------------------------------------------------------ distributed
@@ -173,7 +266,18 @@ class GANModule(LightningModule):
     # ------------------------------------------------------------------ optimization
     def configure_optimizers(self) -> list[Optimizer]:
         g_factory, d_factory = self._optimizer_factories
-        return [g_factory(self.generator.parameters()), d_factory(self.discriminator.parameters())]
+        optimizers = [g_factory(self.generator.parameters()), d_factory(self.discriminator.parameters())]
+        self._schedulers = [factory(opt) for factory, opt in zip(self._scheduler_factories, optimizers) if factory is not None]
+        if not self._schedulers:
+            return optimizers
+        return optimizers, self._schedulers  # returned so that Lightning checkpoints their state
+
+    def on_before_optimizer_step(self, optimizer: Optimizer) -> None:
+        # Called between the 16-bit unscale and the step, so the norm is that of the true gradients.
+        opt_g, _ = self.optimizers()
+        clip = self.grad_clip["generator" if optimizer is opt_g.optimizer else "discriminator"]
+        if clip is not None:
+            self.clip_gradients(optimizer, gradient_clip_val=clip, gradient_clip_algorithm="norm")
 
     def setup(self, stage: str) -> None:
         datamodule = self.trainer.datamodule if self._trainer is not None else None
@@ -213,23 +317,24 @@ class GANModule(LightningModule):
 
     def training_step(self, batch: Any, batch_idx: int) -> None:
         opt_g, opt_d = self.optimizers()
-        samples = batch[0] if isinstance(batch, (list, tuple)) else batch
+        samples, labels = self._unpack(batch)
         if samples.shape[0] < self.n_critic:
             raise ConfigurationError(
                 f"A batch of {samples.shape[0]} samples cannot be split into n_critic={self.n_critic} discriminator batches."
             )
         reals = torch.tensor_split(samples, self.n_critic)
+        real_labels = torch.tensor_split(labels, self.n_critic) if labels is not None else [None] * self.n_critic
         if not self._data_checked:
             self._check_data(reals[0])
 
         self._use_scaler("discriminator")
-        for real in reals:
-            d_loss, real_scores, fake_scores = self._discriminator_step(real, opt_d)
+        for real, real_y in zip(reals, real_labels):
+            d_loss, real_scores, fake_scores = self._discriminator_step(real, real_y, opt_d)
 
         self._use_scaler("generator")
         self._set_requires_grad(self.discriminator, False)
         try:
-            g_loss = self._generator_step(reals[-1], opt_g)
+            g_loss = self._generator_step(reals[-1], real_labels[-1], opt_g, opt_d)
         finally:
             self._set_requires_grad(self.discriminator, True)
 
@@ -240,52 +345,111 @@ class GANModule(LightningModule):
             self.nonfinite.check(self.global_step)
             self._log_step(d_loss, g_loss, real_scores, fake_scores)
 
-    def _discriminator_step(self, real: Tensor, opt_d: Any) -> tuple[Tensor, Tensor, Tensor]:
-        z = self.sample_latent(real.shape[0])
+    def _unpack(self, batch: Any) -> tuple[Tensor, Optional[Tensor]]:
+        """(samples, labels): labels only for a conditional GAN, which then requires them."""
+        samples = batch[0] if isinstance(batch, (list, tuple)) else batch
+        if not self.num_classes:
+            return samples, None
+        if not isinstance(batch, (list, tuple)) or len(batch) < 2:
+            raise ConfigurationError(
+                "A conditional GAN (num_classes > 0) needs (samples, labels) batches; this datamodule yields samples only."
+            )
+        return samples, batch[1].long()
+
+    def _discriminator_step(self, real: Tensor, real_labels: Optional[Tensor], opt_d: Any) -> tuple[Tensor, Tensor, Tensor]:
+        n = real.shape[0]
+        z, fake_labels = self.sample_latent(n), self.sample_labels(n)
         with torch.no_grad():
-            fake = self.generator(z)
+            fake = self._generate(self.generator, z, fake_labels)
+        inputs = DiscriminatorBatch(real, fake, real_labels, fake_labels)
+        for transform in self.input_transforms:
+            inputs = transform.discriminator_update(inputs, self.global_step)
+        due = self._due_regularizers("discriminator")
+        wanted = {reg.input_gradient_of for reg in due}
+        # Penalties on D's input gradient (R1, R2) reuse this forward pass: the input must require grad.
+        real_in = inputs.real.detach().requires_grad_(True) if "real" in wanted else inputs.real
+        fake_in = inputs.fake.detach().requires_grad_(True) if "fake" in wanted else inputs.fake
         discriminator = self._trained("discriminator")
-        real_scores = discriminator(real)
-        fake_scores = discriminator(fake)
+        real_scores = self._score(discriminator, real_in, inputs.real_labels)
+        fake_scores = self._score(discriminator, fake_in, inputs.fake_labels)
         adversarial = self.loss.discriminator_loss(real_scores, fake_scores)
-        regularization = self._regularization("discriminator", real, fake, z, discriminator)
+        regularization: Tensor | float = 0.0
+        if due:
+            ctx = RegularizerContext(
+                discriminator, self._trained("generator"), real_in, fake_in, z, self._grad_scale(),
+                inputs.real_labels, inputs.fake_labels,
+                real_scores if "real" in wanted else None, fake_scores if "fake" in wanted else None,
+            )
+            regularization = self._regularization(due, ctx)
         loss = adversarial + regularization
         opt_d.zero_grad(set_to_none=True)
         if not self.nonfinite.should_skip("discriminator", loss):
             self.manual_backward(loss)
             self._step_uncounted(opt_d)
             self.loss.after_discriminator_step(self.discriminator)
-        self._d_terms = (adversarial.detach(), _detach(regularization))
+        self._d_terms = (adversarial.detach(), self._guarded(regularization))
         return loss.detach(), real_scores.detach(), fake_scores.detach()
 
-    def _generator_step(self, real: Tensor, opt_g: Any) -> Tensor:
-        z = self.sample_latent(real.shape[0])
-        fake = self._trained("generator")(z)
-        fake_scores = self.discriminator(fake)  # frozen: the bare module, so D's gradients are not synchronised
-        real_scores = self.discriminator(real) if self.loss.generator_needs_real_scores else None
+    def _generator_step(self, real: Tensor, real_labels: Optional[Tensor], opt_g: Any, opt_d: Any) -> Tensor:
+        n = real.shape[0]
+        z, fake_labels = self.sample_latent(n), self.sample_labels(n)
+        fake = self._generate(self._trained("generator"), z, fake_labels)
+        inputs = DiscriminatorBatch(real, fake, real_labels, fake_labels)
+        for transform in self.input_transforms:
+            inputs = transform.generator_update(inputs, self.global_step)
+        # D is frozen: the bare module, so its gradients are not synchronised under DDP.
+        scorer: Callable[..., Tensor] = self.discriminator
+        if self.unrolled_steps:
+            scorer = unrolled_scorer(
+                self.discriminator, opt_d.optimizer, self.loss, inputs.real, inputs.fake, self.unrolled_steps,
+                self.unrolled_lr, inputs.real_labels, inputs.fake_labels,
+            )
+        fake_scores = self._score(scorer, inputs.fake, inputs.fake_labels)
+        real_scores = self._score(scorer, inputs.real, inputs.real_labels) if self.loss.generator_needs_real_scores else None
         adversarial = self.loss.generator_loss(fake_scores, real_scores)
-        regularization = self._regularization("generator", real, fake, z, self.discriminator)
+        regularization: Tensor | float = 0.0
+        due = self._due_regularizers("generator")
+        if due:
+            ctx = RegularizerContext(
+                self.discriminator, self._trained("generator"), real, fake, z, self._grad_scale(), real_labels, fake_labels
+            )
+            regularization = self._regularization(due, ctx)
         loss = adversarial + regularization
         opt_g.zero_grad(set_to_none=True)
         if not self.nonfinite.should_skip("generator", loss):  # a skipped update is not a generator step
             self.manual_backward(loss)
-            self._step_generator(opt_g)
+            if self._step_generator(opt_g):
+                self._after_generator_step()
         if self.nonfinite.policy == "stop":
-            self.nonfinite.record(self.global_step, *self._d_terms, adversarial.detach(), _detach(regularization))
+            self.nonfinite.record(self.global_step, *self._d_terms, adversarial.detach(), self._guarded(regularization))
         return loss.detach()
 
-    def _regularization(self, phase: str, real: Tensor, fake: Tensor, z: Tensor, discriminator: nn.Module) -> Tensor | float:
+    def _due_regularizers(self, phase: str) -> list[Regularizer]:
+        return [reg for reg in self.regularizers if reg.phase == phase and reg.is_due(self.global_step)]
+
+    @staticmethod
+    def _regularization(due: list[Regularizer], ctx: RegularizerContext) -> Tensor | float:
         total: Tensor | float = 0.0
-        ctx: Optional[RegularizerContext] = None
-        for reg in self.regularizers:
-            if reg.phase != phase or not reg.is_due(self.global_step):
-                continue
-            if ctx is None:
-                ctx = RegularizerContext(
-                    discriminator, self._trained("generator"), real, fake, z, grad_scale=self._grad_scale()
-                )
+        for reg in due:
             total = total + reg(ctx)
         return total
+
+    def _after_generator_step(self) -> None:
+        """EMA and learning-rate schedules advance once per counted generator step."""
+        if self.generator_ema is not None:
+            assert self.ema_decay is not None
+            update_ema(self.generator_ema, self.generator, self.ema_decay, self.global_step, self.ema_start_step)
+        for scheduler in self._schedulers:
+            scheduler.step()
+
+    def _guarded(self, regularization: Tensor | float) -> Tensor | float:
+        """The regularization term as the non-finite guard sees it.
+
+        Under 16-bit mixed precision, a penalty's scaled input gradient overflows whenever the loss scale is
+        too high (the PyTorch AMP gradient-penalty recipe); the GradScaler then skips the step and lowers the
+        scale, as for any overflow, so that is not a divergence to stop on.
+        """
+        return _detach(regularization) if self._grad_scale() is None else 0.0
 
     def _grad_scale(self) -> Optional[Tensor]:
         """The 16-bit loss scale as a tensor (no host sync), for scaled ``autograd.grad`` in penalties."""
@@ -321,7 +485,7 @@ class GANModule(LightningModule):
             self._scalers = {"generator": shared, "discriminator": d_scaler}
         plugin.scaler = self._scalers[phase]
 
-    def _step_generator(self, opt_g: Any) -> None:
+    def _step_generator(self, opt_g: Any) -> bool:
         """Step G and count it as a generator step unless the 16-bit scaler skipped it (inf/NaN gradients)."""
         scaler = getattr(self.trainer.precision_plugin, "scaler", None)
         scale_before = scaler._scale.clone() if scaler is not None and scaler.is_enabled() and scaler._scale is not None else None
@@ -329,10 +493,11 @@ class GANModule(LightningModule):
         # GradScaler.step has already synchronised to decide; reading the scale back costs nothing more.
         if scale_before is not None and bool(scaler._scale < scale_before):
             self.skipped_generator_steps += 1
-            return
+            return False
         progress = self.trainer.fit_loop.epoch_loop.manual_optimization.optim_step_progress
         progress.increment_ready()
         progress.increment_completed()
+        return True
 
     def _step_uncounted(self, optimizer: Any) -> None:
         """Step an optimizer without advancing ``global_step`` (which counts generator steps only)."""
@@ -380,7 +545,8 @@ class GANModule(LightningModule):
             was_training = self.generator.training
             self.generator.eval()
             try:
-                fake = self.generator(self.sample_latent(1, torch.Generator().manual_seed(0)))
+                labels = torch.zeros(1, dtype=torch.long, device=self.device) if self.num_classes else None
+                fake = self._generate(self.generator, self.sample_latent(1, torch.Generator().manual_seed(0)), labels)
             finally:
                 self.generator.train(was_training)
         if tuple(fake.shape[1:]) != tuple(real.shape[1:]):

@@ -70,6 +70,8 @@ def sample(
     seed: int = 0,
     nrow: Optional[int] = None,
     device: str = "cpu",
+    label: Optional[int] = None,
+    use_ema: bool = True,
 ) -> str:
     """Write ``num_samples`` generator samples from a checkpoint.
 
@@ -81,11 +83,27 @@ def sample(
         seed: seed of the latent noise; the same seed gives the same samples.
         nrow: images per row of the grid (default: square).
         device: where to run the generator (``cpu``, ``cuda``, ``cuda:1``, ...).
+        label: for a conditional GAN, draw only this class; by default the grid has one row per class
+            (``num_samples`` is rounded up to a multiple of the number of classes).
+        use_ema: draw from the EMA generator when the checkpoint has one (``--use_ema=false``: the raw one).
     """
     if num_samples < 1:
         raise ConfigurationError(f"--num_samples must be >= 1, got {num_samples}")
     model = load_gan(ckpt_path, map_location=device)
-    samples = model.generate(num_samples, seed=seed)
+    labels = None
+    if label is not None or model.num_classes:
+        if not model.num_classes:
+            raise ConfigurationError("--label was given, but this checkpoint's GAN is not conditional (num_classes = 0)")
+        if label is not None:
+            if not 0 <= label < model.num_classes:
+                raise ConfigurationError(f"--label must be in [0, {model.num_classes - 1}], got {label}")
+            labels = torch.full((num_samples,), label, dtype=torch.long)
+        else:
+            per_row = -(-num_samples // model.num_classes)
+            num_samples = per_row * model.num_classes
+            labels = torch.arange(num_samples) // per_row
+            nrow = nrow or per_row
+    samples = model.generate(num_samples, seed=seed, labels=labels, use_ema=use_ema)
     out = save_samples(samples, output, nrow)
     print(f"wrote {num_samples} samples of shape {tuple(samples.shape[1:])} to {out}")
     return str(out)

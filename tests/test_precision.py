@@ -25,6 +25,18 @@ def test_every_loss_trains_under_mixed_precision(kind, loss):
     assert all(torch.isfinite(p).all() for p in model.parameters())
 
 
+@pytest.mark.parametrize("kind", ["bf16-mixed", "16-mixed"])
+def test_regularizers_train_under_mixed_precision(kind):
+    from gan_lightning.regularizers import DRAGANPenalty, ModeSeekingRegularizer, R1Penalty, R2Penalty
+
+    regs = [R1Penalty(), R2Penalty(every=2), DRAGANPenalty(), ModeSeekingRegularizer()]
+    model = tiny_gan(regularizers=regs, unrolled_steps=2, discriminator_grad_clip=1.0, generator_grad_clip=1.0)
+    trainer = quiet_trainer(max_steps=4, **_precision(kind))
+    trainer.fit(model, tiny_ring())
+    assert trainer.global_step == 4
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
 def test_input_gradients_under_float16_need_the_loss_scale():
     """Tiny input gradients underflow to 0 in float16; scaled by the loss scale they match float32."""
     torch.manual_seed(0)

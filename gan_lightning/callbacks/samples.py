@@ -23,6 +23,7 @@ from gan_lightning.errors import ConfigurationError
 
 #: Default number of samples: an 8x8 grid of images, or enough 2D points to see which modes are covered.
 _DEFAULT_IMAGES, _DEFAULT_POINTS = 64, 1000
+_PER_CLASS_ROW = 8  # samples per row (class) in a conditional grid
 
 
 def step_filename(step: int) -> str:
@@ -43,7 +44,8 @@ class SampleGridCallback(Callback):
     Args:
         every_n_steps: interval in generator steps.
         num_samples: samples per snapshot (default 64 images or 1000 points).
-        nrow: images per grid row (default: square).
+        nrow: images per grid row (default: square; 8 for a conditional GAN, whose grid has one row per class
+            and ``num_classes * nrow`` samples by default).
         seed: seed of the fixed latents (independent of ``seed_everything``).
         use_ema: draw from ``pl_module.generator_ema`` when the module has one.
         also_raw: with an EMA generator, also save/log the raw generator's samples (``<dirname>/raw/``).
@@ -97,12 +99,15 @@ class SampleGridCallback(Callback):
     def _draw_fixed_inputs(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """Latents (and labels) from the callback's own generator: the global RNG streams are not touched."""
         rng = torch.Generator().manual_seed(self.seed)
-        n = self.num_samples or (_DEFAULT_POINTS if self._is_points(trainer) else _DEFAULT_IMAGES)
-        self.fixed_latents = pl_module.sample_latent(n, generator=rng).detach().cpu()
         num_classes = getattr(pl_module, "num_classes", None)
-        if isinstance(num_classes, int) and num_classes > 0:
-            # Each class equally often, in a fixed order: row i of a 10-wide grid shows every class once.
-            self.fixed_labels = torch.arange(n) % num_classes
+        conditional = isinstance(num_classes, int) and num_classes > 0
+        per_row = self.nrow or _PER_CLASS_ROW
+        default_n = num_classes * per_row if conditional else _DEFAULT_POINTS if self._is_points(trainer) else _DEFAULT_IMAGES
+        n = self.num_samples or default_n
+        self.fixed_latents = pl_module.sample_latent(n, generator=rng).detach().cpu()
+        if conditional:
+            # One row per class: row i of the grid shows class i (points: every class equally often).
+            self.fixed_labels = (torch.arange(n) // per_row) % num_classes
 
     def state_dict(self) -> dict[str, Any]:
         """Tensors only, so that the checkpoint loads with ``torch.load(weights_only=True)``."""
@@ -181,7 +186,8 @@ class SampleGridCallback(Callback):
         if samples.dim() == 4:
             from torchvision.utils import make_grid
 
-            nrow = self.nrow or max(1, int(len(samples) ** 0.5))
+            square = max(1, int(len(samples) ** 0.5))
+            nrow = self.nrow or (_PER_CLASS_ROW if self.fixed_labels is not None else square)
             grid = make_grid(((samples + 1) / 2).clamp(0, 1), nrow=nrow, padding=2, pad_value=1.0)
             return grid
         if samples.dim() == 2 and samples.shape[1] == 2:

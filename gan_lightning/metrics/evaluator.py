@@ -143,8 +143,14 @@ class GeneratorEvaluator:
     @torch.no_grad()
     def generate_shard(self, generator: nn.Module, sample_latent: LatentSampler) -> Tensor:
         """This rank's slice of the N samples drawn from ``seed``, generated in eval mode with autocast off."""
-        z_all = sample_latent(self.num_samples, torch.Generator().manual_seed(self.seed))
+        rng = torch.Generator().manual_seed(self.seed)
+        z_all = sample_latent(self.num_samples, rng)
         z = z_all[D.shard(self.num_samples)]
+        # A conditional generator gets uniform labels drawn from the same seed (and sharded the same way).
+        num_classes = getattr(generator, "num_classes", 0)
+        labels = None
+        if isinstance(num_classes, int) and num_classes > 0:
+            labels = torch.randint(num_classes, (self.num_samples,), generator=rng)[D.shard(self.num_samples)].to(z.device)
         D.sync_buffers(generator)  # same BatchNorm statistics on every rank, so shards come from one generator
         param = next(iter(generator.parameters()), None)
         dtype = param.dtype if param is not None and param.dtype.is_floating_point else torch.float32
@@ -152,7 +158,10 @@ class GeneratorEvaluator:
         generator.eval()
         try:
             with autocast_off(z.device):
-                chunks = [generator(z[i : i + self.batch_size].to(dtype)).float() for i in range(0, len(z), self.batch_size)]
+                chunks = []
+                for i in range(0, len(z), self.batch_size):
+                    args = (z[i : i + self.batch_size].to(dtype),) + (() if labels is None else (labels[i : i + self.batch_size],))
+                    chunks.append(generator(*args).float())
         finally:
             generator.train(was_training)
         return torch.cat(chunks) if chunks else torch.empty(0)
