@@ -3,15 +3,29 @@
 Strided (transposed) 4x4 convolutions double/halve the resolution between 4x4 and ``image_size``; G uses
 BatchNorm + ReLU and a tanh output, D uses LeakyReLU(0.2) and BatchNorm after the first layer, and
 weights start from N(0, 0.02) as in the paper.
+
+Options (all off by default): ``spectral_norm`` (Miyato et al. 2018), class conditioning by concatenating
+one-hot labels to z and one-hot label maps to the image (Mirza & Osindero 2014, "Conditional Generative
+Adversarial Nets"), and a minibatch layer before D's final scoring layer (see ``layers.py``).
 """
 
 from __future__ import annotations
 
 import math
+from typing import Optional
 
+import torch
 from torch import Tensor, nn
 
 from gan_lightning.errors import ConfigurationError
+from gan_lightning.networks.layers import (
+    MinibatchStdDev,
+    build_minibatch_layer,
+    check_labels,
+    check_num_classes,
+    one_hot,
+    spectral_normalize,
+)
 
 _MIN_SIZE, _MAX_SIZE = 8, 512
 
@@ -38,7 +52,11 @@ def _dcgan_init(module: nn.Module) -> None:
 
 
 class DCGANGenerator(nn.Module):
-    """Latent (N, latent_dim) -> images (N, channels, image_size, image_size) in [-1, 1]."""
+    """Latent (N, latent_dim) -> images (N, channels, image_size, image_size) in [-1, 1].
+
+    With ``num_classes`` > 0 the generator is conditional: ``forward(z, labels)`` concatenates the one-hot
+    label to z (Mirza & Osindero 2014).
+    """
 
     def __init__(
         self,
@@ -47,12 +65,18 @@ class DCGANGenerator(nn.Module):
         channels: int = 3,
         width: int = 64,
         batch_norm: bool = True,
+        num_classes: int = 0,
+        spectral_norm: bool = False,
     ):
         super().__init__()
         doublings = _num_doublings(type(self).__name__, image_size)
+        self.num_classes = check_num_classes(
+            type(self).__name__, num_classes, "--model.generator.init_args.num_classes"
+        )
         self.latent_dim, self.image_size, self.channels = latent_dim, image_size, channels
         feats = width * 2 ** (doublings - 1)
-        layers: list[nn.Module] = [nn.ConvTranspose2d(latent_dim, feats, 4, 1, 0, bias=not batch_norm)]
+        in_dim = latent_dim + num_classes
+        layers: list[nn.Module] = [nn.ConvTranspose2d(in_dim, feats, 4, 1, 0, bias=not batch_norm)]
         for _ in range(doublings - 1):
             if batch_norm:
                 layers.append(nn.BatchNorm2d(feats))
@@ -63,13 +87,26 @@ class DCGANGenerator(nn.Module):
         layers += [nn.ReLU(inplace=True), nn.ConvTranspose2d(feats, channels, 4, 2, 1), nn.Tanh()]
         self.net = nn.Sequential(*layers)
         self.apply(_dcgan_init)
+        if spectral_norm:
+            spectral_normalize(self)
 
-    def forward(self, z: Tensor) -> Tensor:
-        return self.net(z.view(z.shape[0], self.latent_dim, 1, 1))
+    def forward(self, z: Tensor, labels: Optional[Tensor] = None) -> Tensor:
+        z = z.reshape(z.shape[0], self.latent_dim)
+        if self.num_classes:
+            labels = check_labels(type(self).__name__, labels, self.num_classes, z.shape[0])
+            z = torch.cat([z, one_hot(labels, self.num_classes, z.dtype)], dim=1)
+        return self.net(z.view(z.shape[0], -1, 1, 1))
 
 
 class DCGANDiscriminator(nn.Module):
-    """Images -> one raw score per image. ``dropout`` > 0 adds Dropout2d after each hidden block."""
+    """Images -> one raw score per image. ``dropout`` > 0 adds Dropout2d after each hidden block.
+
+    ``minibatch_layer``: "stddev" appends ProGAN's minibatch-std channel to the last 4x4 feature map before
+    the final 4x4 convolution; "discrimination" flattens that map, appends Salimans et al.'s minibatch
+    features and scores with a linear layer instead of the 4x4 convolution. With ``num_classes`` > 0,
+    ``forward(x, labels)`` appends ``num_classes`` one-hot label maps to the image channels (Mirza &
+    Osindero 2014).
+    """
 
     def __init__(
         self,
@@ -78,12 +115,17 @@ class DCGANDiscriminator(nn.Module):
         width: int = 64,
         batch_norm: bool = True,
         dropout: float = 0.0,
+        num_classes: int = 0,
+        spectral_norm: bool = False,
+        minibatch_layer: str = "none",
     ):
         super().__init__()
-        halvings = _num_doublings(type(self).__name__, image_size)
+        name = type(self).__name__
+        halvings = _num_doublings(name, image_size)
+        self.num_classes = check_num_classes(name, num_classes, "--model.discriminator.init_args.num_classes")
         self.image_size, self.channels = image_size, channels
         feats = width
-        layers: list[nn.Module] = [nn.Conv2d(channels, feats, 4, 2, 1), nn.LeakyReLU(0.2, inplace=True)]
+        layers: list[nn.Module] = [nn.Conv2d(channels + num_classes, feats, 4, 2, 1), nn.LeakyReLU(0.2, inplace=True)]
         if dropout:
             layers.append(nn.Dropout2d(dropout))
         for _ in range(halvings - 1):
@@ -94,14 +136,28 @@ class DCGANDiscriminator(nn.Module):
             if dropout:
                 layers.append(nn.Dropout2d(dropout))
             feats *= 2
-        layers.append(nn.Conv2d(feats, 1, 4, 1, 0))
+        mb_layer, extra = build_minibatch_layer(name, minibatch_layer, feats * 4 * 4)
+        if mb_layer is None:
+            layers.append(nn.Conv2d(feats, 1, 4, 1, 0))
+        elif isinstance(mb_layer, MinibatchStdDev):
+            layers += [mb_layer, nn.Conv2d(feats + extra, 1, 4, 1, 0)]
+        else:
+            layers += [nn.Flatten(), mb_layer, nn.Linear(feats * 4 * 4 + extra, 1)]
+        self.minibatch_layer = minibatch_layer
         self.net = nn.Sequential(*layers)
         self.apply(_dcgan_init)
+        if spectral_norm:
+            spectral_normalize(self)
 
-    def forward(self, x: Tensor) -> Tensor:
-        if x.shape[-1] != self.image_size or x.shape[-2] != self.image_size or x.shape[1] != self.channels:
+    def forward(self, x: Tensor, labels: Optional[Tensor] = None) -> Tensor:
+        if x.dim() != 4 or tuple(x.shape[1:]) != (self.channels, self.image_size, self.image_size):
             raise ConfigurationError(
                 f"DCGANDiscriminator expects images of shape ({self.channels}, {self.image_size}, {self.image_size}) "
                 f"but got {tuple(x.shape[1:])}; set the discriminator's image_size/channels to match the data."
             )
+        if self.num_classes:
+            labels = check_labels(type(self).__name__, labels, self.num_classes, x.shape[0])
+            maps = one_hot(labels, self.num_classes, x.dtype)[:, :, None, None]
+            x = torch.cat([x, maps.expand(-1, -1, x.shape[2], x.shape[3])], dim=1)
         return self.net(x).flatten()
+

@@ -1,12 +1,25 @@
-"""Fully connected networks for low-dimensional data such as the 2D Gaussian mixtures."""
+"""Fully connected networks for low-dimensional data such as the 2D Gaussian mixtures.
+
+The defaults follow PacGAN's 2D experiments (Lin et al. 2018). Options, all off by default: ``spectral_norm``
+(Miyato et al. 2018), class conditioning by concatenating the one-hot label to the input (Mirza & Osindero
+2014, "Conditional Generative Adversarial Nets") and a minibatch layer before D's last Linear (``layers.py``).
+"""
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Optional, Sequence
 
+import torch
 from torch import Tensor, nn
 
 from gan_lightning.errors import ConfigurationError
+from gan_lightning.networks.layers import (
+    build_minibatch_layer,
+    check_labels,
+    check_num_classes,
+    one_hot,
+    spectral_normalize,
+)
 
 
 def _check_dims(name: str, hidden_dims: Sequence[int]) -> None:
@@ -15,7 +28,10 @@ def _check_dims(name: str, hidden_dims: Sequence[int]) -> None:
 
 
 class MLPGenerator(nn.Module):
-    """ReLU MLP generator; the defaults are PacGAN's 2D generator (4 x 400 units with BatchNorm, z of size 2)."""
+    """ReLU MLP generator; the defaults are PacGAN's 2D generator (4 x 400 units with BatchNorm, z of size 2).
+
+    With ``num_classes`` > 0, ``forward(z, labels)`` concatenates the one-hot label to z.
+    """
 
     def __init__(
         self,
@@ -23,12 +39,15 @@ class MLPGenerator(nn.Module):
         output_dim: int = 2,
         hidden_dims: Sequence[int] = (400, 400, 400, 400),
         batch_norm: bool = True,
+        num_classes: int = 0,
+        spectral_norm: bool = False,
     ):
         super().__init__()
         _check_dims("MLPGenerator", hidden_dims)
-        self.latent_dim = latent_dim
+        self.num_classes = check_num_classes("MLPGenerator", num_classes, "--model.generator.init_args.num_classes")
+        self.latent_dim, self.output_dim = latent_dim, output_dim
         layers: list[nn.Module] = []
-        width = latent_dim
+        width = latent_dim + num_classes
         for h in hidden_dims:
             layers.append(nn.Linear(width, h, bias=not batch_norm))
             if batch_norm:
@@ -37,26 +56,63 @@ class MLPGenerator(nn.Module):
             width = h
         layers.append(nn.Linear(width, output_dim))
         self.net = nn.Sequential(*layers)
+        if spectral_norm:
+            spectral_normalize(self)
 
-    def forward(self, z: Tensor) -> Tensor:
+    def forward(self, z: Tensor, labels: Optional[Tensor] = None) -> Tensor:
+        if self.num_classes:
+            labels = check_labels("MLPGenerator", labels, self.num_classes, z.shape[0])
+            z = torch.cat([z, one_hot(labels, self.num_classes, z.dtype)], dim=1)
         return self.net(z)
 
 
 class MLPDiscriminator(nn.Module):
-    """LeakyReLU(0.2) MLP returning one raw score per sample (PacGAN's discriminator is 3 x 200 units)."""
+    """LeakyReLU(0.2) MLP returning one raw score per sample (PacGAN's discriminator is 3 x 200 units).
 
-    def __init__(self, input_dim: int = 2, hidden_dims: Sequence[int] = (200, 200, 200), dropout: float = 0.0):
+    Inputs are flattened, so ``input_dim`` is the number of values per sample. With ``num_classes`` > 0,
+    ``forward(x, labels)`` concatenates the one-hot label to the input. ``minibatch_layer`` ("stddev" or
+    "discrimination") is inserted before the last Linear.
+    """
+
+    def __init__(
+        self,
+        input_dim: int = 2,
+        hidden_dims: Sequence[int] = (200, 200, 200),
+        dropout: float = 0.0,
+        num_classes: int = 0,
+        spectral_norm: bool = False,
+        minibatch_layer: str = "none",
+    ):
         super().__init__()
         _check_dims("MLPDiscriminator", hidden_dims)
+        self.num_classes = check_num_classes(
+            "MLPDiscriminator", num_classes, "--model.discriminator.init_args.num_classes"
+        )
+        self.input_dim = input_dim
         layers: list[nn.Module] = []
-        width = input_dim
+        width = input_dim + num_classes
         for h in hidden_dims:
             layers += [nn.Linear(width, h), nn.LeakyReLU(0.2, inplace=True)]
             if dropout:
                 layers.append(nn.Dropout(dropout))
             width = h
-        layers.append(nn.Linear(width, 1))
+        mb_layer, extra = build_minibatch_layer("MLPDiscriminator", minibatch_layer, width)
+        if mb_layer is not None:
+            layers.append(mb_layer)
+        layers.append(nn.Linear(width + extra, 1))
+        self.minibatch_layer = minibatch_layer
         self.net = nn.Sequential(*layers)
+        if spectral_norm:
+            spectral_normalize(self)
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.net(x.flatten(1)).squeeze(1)
+    def forward(self, x: Tensor, labels: Optional[Tensor] = None) -> Tensor:
+        x = x.flatten(1)
+        if x.shape[1] != self.input_dim:
+            raise ConfigurationError(
+                f"MLPDiscriminator expects {self.input_dim} values per sample but got {x.shape[1]}; set "
+                f"--model.discriminator.init_args.input_dim={x.shape[1]}."
+            )
+        if self.num_classes:
+            labels = check_labels("MLPDiscriminator", labels, self.num_classes, x.shape[0])
+            x = torch.cat([x, one_hot(labels, self.num_classes, x.dtype)], dim=1)
+        return self.net(x).squeeze(1)
