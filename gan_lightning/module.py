@@ -95,6 +95,9 @@ class GANModule(LightningModule):
             (:mod:`gan_lightning.ema`), updated after every generator step from ``ema_start_step`` on.
         unrolled_steps: train G against D unrolled this many steps (Metz et al. 2017; :mod:`gan_lightning.unrolled`),
             with the learning rate ``unrolled_lr`` (default: D's own).
+        compile_networks: run G and D through ``torch.compile`` in training (not with ``gan_ddp``). Forward
+            passes whose input gradient is differentiated again (R1, R2, penalties) use the eager network,
+            since compiled graphs do not support double backward.
 
     Conditional GANs: when the generator has ``num_classes > 0`` (and the discriminator the same), batches
     are ``(samples, labels)``, the generator is called as ``G(z, labels)`` and the discriminator as
@@ -122,6 +125,7 @@ class GANModule(LightningModule):
         ema_start_step: int = 0,
         unrolled_steps: int = 0,
         unrolled_lr: Optional[float] = None,
+        compile_networks: bool = False,
     ):
         super().__init__()
         self.automatic_optimization = False
@@ -166,6 +170,8 @@ class GANModule(LightningModule):
         self._schedulers: list[LRScheduler] = []
         self.grad_clip = {"generator": generator_grad_clip, "discriminator": discriminator_grad_clip}
         self.unrolled_steps, self.unrolled_lr = unrolled_steps, unrolled_lr
+        self.compile_networks = compile_networks
+        self._compiled: dict[str, nn.Module] = {}  # kept out of the module tree: checkpoint keys stay the same
         self.loss = build_loss(loss)
         self.regularizers = list(self.loss.regularizers()) + list(regularizers or [])
         for reg in self.regularizers:
@@ -254,11 +260,21 @@ class GANModule(LightningModule):
         """
         self._distributed = {"generator": generator, "discriminator": discriminator}
 
-    def _trained(self, name: str) -> nn.Module:
-        """The network to run when it is being updated: its DDP wrapper under ``gan_ddp``, else itself."""
-        return self._distributed.get(name) or getattr(self, name)
+    def _trained(self, name: str, double_backward: bool = False) -> nn.Module:
+        """The network to run when it is being updated: its DDP wrapper under ``gan_ddp``, else the compiled
+        network (unless its graph will be differentiated twice), else itself."""
+        wrapped = self._distributed.get(name)
+        if wrapped is not None:
+            return wrapped
+        if not double_backward and name in self._compiled:
+            return self._compiled[name]
+        return getattr(self, name)
 
     def on_fit_start(self) -> None:
+        if self._compiled and self._distributed.get("generator") is not None:
+            raise ConfigurationError(
+                "--model.compile_networks=true is not supported with the gan_ddp strategy yet; use one of them."
+            )
         if self.trainer.world_size > 1:
             # seed_everything gives every rank the same seed: without this all ranks draw the same latents.
             torch.manual_seed(torch.initial_seed() + 1_000_003 * self.trainer.global_rank)
@@ -283,6 +299,8 @@ class GANModule(LightningModule):
         datamodule = self.trainer.datamodule if self._trainer is not None else None
         if datamodule is not None and hasattr(datamodule, "batches_per_step"):
             datamodule.batches_per_step = self.n_critic
+        if self.compile_networks and not self._compiled:
+            self._compiled = {name: torch.compile(getattr(self, name)) for name in ("generator", "discriminator")}
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         if self._rng_to_restore is not None:
@@ -360,7 +378,7 @@ class GANModule(LightningModule):
         n = real.shape[0]
         z, fake_labels = self.sample_latent(n), self.sample_labels(n)
         with torch.no_grad():
-            fake = self._generate(self.generator, z, fake_labels)
+            fake = self._generate(self._trained("generator"), z, fake_labels)
         inputs = DiscriminatorBatch(real, fake, real_labels, fake_labels)
         for transform in self.input_transforms:
             inputs = transform.discriminator_update(inputs, self.global_step)
@@ -369,14 +387,14 @@ class GANModule(LightningModule):
         # Penalties on D's input gradient (R1, R2) reuse this forward pass: the input must require grad.
         real_in = inputs.real.detach().requires_grad_(True) if "real" in wanted else inputs.real
         fake_in = inputs.fake.detach().requires_grad_(True) if "fake" in wanted else inputs.fake
-        discriminator = self._trained("discriminator")
+        discriminator = self._trained("discriminator", double_backward=bool(wanted - {None}))
         real_scores = self._score(discriminator, real_in, inputs.real_labels)
         fake_scores = self._score(discriminator, fake_in, inputs.fake_labels)
         adversarial = self.loss.discriminator_loss(real_scores, fake_scores)
         regularization: Tensor | float = 0.0
         if due:
             ctx = RegularizerContext(
-                discriminator, self._trained("generator"), real_in, fake_in, z, self._grad_scale(),
+                self._trained("discriminator", True), self._trained("generator", True), real_in, fake_in, z, self._grad_scale(),
                 inputs.real_labels, inputs.fake_labels,
                 real_scores if "real" in wanted else None, fake_scores if "fake" in wanted else None,
             )
@@ -397,8 +415,8 @@ class GANModule(LightningModule):
         inputs = DiscriminatorBatch(real, fake, real_labels, fake_labels)
         for transform in self.input_transforms:
             inputs = transform.generator_update(inputs, self.global_step)
-        # D is frozen: the bare module, so its gradients are not synchronised under DDP.
-        scorer: Callable[..., Tensor] = self.discriminator
+        # D is frozen: not its DDP wrapper, so its gradients are not synchronised under DDP.
+        scorer: Callable[..., Tensor] = self._compiled.get("discriminator", self.discriminator)
         if self.unrolled_steps:
             scorer = unrolled_scorer(
                 self.discriminator, opt_d.optimizer, self.loss, inputs.real, inputs.fake, self.unrolled_steps,
@@ -411,7 +429,7 @@ class GANModule(LightningModule):
         due = self._due_regularizers("generator")
         if due:
             ctx = RegularizerContext(
-                self.discriminator, self._trained("generator"), real, fake, z, self._grad_scale(), real_labels, fake_labels
+                self.discriminator, self._trained("generator", True), real, fake, z, self._grad_scale(), real_labels, fake_labels
             )
             regularization = self._regularization(due, ctx)
         loss = adversarial + regularization

@@ -6,6 +6,10 @@ logging every 50 steps, GANCheckpoint at the end, progress bar). Prints the medi
 
     python scripts/benchmark_overhead.py --case mlp_ring8 --steps 2000 --repeats 5
     python scripts/benchmark_overhead.py --case dcgan32 --steps 100 --repeats 3
+    python scripts/benchmark_overhead.py --case mlp_ring8 --compile true   # both sides through torch.compile
+
+With ``--compile``, both sides compile G and D (``GANModule(compile_networks=True)`` vs ``torch.compile`` in
+the plain loop), and the first ``--warmup`` steps (compilation) are left out of both timings.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ def _networks(case: str):
     return DCGANGenerator(100, 32, 1, 64), DCGANDiscriminator(32, 1, 64), DigitsDataModule(32, 1, batch_size=64)
 
 
-def plain_loop(case: str, steps: int) -> float:
+def plain_loop(case: str, steps: int, compile: bool = False, warmup: int = 0) -> float:
     """The loop people write by hand: D step on detached fakes, then G step with D frozen."""
     seed_everything(0)
     generator, discriminator, data = _networks(case)
@@ -42,9 +46,13 @@ def plain_loop(case: str, steps: int) -> float:
     loss = NonSaturatingLoss()
     opt_g, opt_d = default_optimizer(generator.parameters()), default_optimizer(discriminator.parameters())
     latent_dim = generator.latent_dim
+    if compile:
+        generator, discriminator = torch.compile(generator), torch.compile(discriminator)
     start = time.perf_counter()
     perm, pos = torch.randperm(len(real_data)), 0
-    for _ in range(steps):
+    for step in range(steps + warmup):
+        if step == warmup:
+            start = time.perf_counter()
         if pos + batch > len(real_data):
             perm, pos = torch.randperm(len(real_data)), 0
         real = real_data[perm[pos:pos + batch]]
@@ -69,41 +77,56 @@ def plain_loop(case: str, steps: int) -> float:
 class _LoopClock(Callback):
     """Times the training loop alone (Trainer set-up and teardown are a one-off cost, reported apart)."""
 
+    def __init__(self, warmup: int = 0):
+        self.warmup = warmup
+
     def on_train_start(self, trainer, pl_module):
         self.start = time.perf_counter()
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if self.warmup and trainer.global_step == self.warmup:
+            self.start = time.perf_counter()
 
     def on_train_end(self, trainer, pl_module):
         self.seconds = time.perf_counter() - self.start
 
 
-def framework(case: str, steps: int) -> tuple[float, float]:
+def framework(case: str, steps: int, compile: bool = False, warmup: int = 0) -> tuple[float, float]:
     seed_everything(0)
     generator, discriminator, data = _networks(case)
-    model = GANModule(generator, discriminator, loss="nonsaturating")
+    model = GANModule(generator, discriminator, loss="nonsaturating", compile_networks=compile)
     with tempfile.TemporaryDirectory() as tmp:
         trainer = Trainer(
-            accelerator="cpu", devices=1, max_steps=steps, log_every_n_steps=50, enable_model_summary=False,
+            accelerator="cpu", devices=1, max_steps=steps + warmup, log_every_n_steps=50, enable_model_summary=False,
             logger=TensorBoardLogger(tmp, name="bench"),
-            callbacks=[GANCheckpoint(every_n_train_steps=10**9, save_last=True), TQDMProgressBar(refresh_rate=25), clock := _LoopClock()],
+            callbacks=[GANCheckpoint(every_n_train_steps=10**9, save_last=True), TQDMProgressBar(refresh_rate=25), clock := _LoopClock(warmup)],
         )
         data.setup()
         start = time.perf_counter()
         trainer.fit(model, data)
         elapsed = time.perf_counter() - start
-    return steps / clock.seconds, steps / elapsed
+    return steps / clock.seconds, (steps + warmup) / elapsed
 
 
-def main(case: Literal["mlp_ring8", "dcgan32"] = "mlp_ring8", steps: int = 2000, repeats: int = 5, threads: int = 0) -> None:
+def main(
+    case: Literal["mlp_ring8", "dcgan32"] = "mlp_ring8",
+    steps: int = 2000,
+    repeats: int = 5,
+    threads: int = 0,
+    compile: bool = False,
+    warmup: int | None = None,
+) -> None:
     if threads:
         torch.set_num_threads(threads)
+    warmup = (20 if compile else 0) if warmup is None else warmup
     plain, loop, whole = [], [], []
     for _ in range(repeats):
-        plain.append(plain_loop(case, steps))
-        loop_rate, whole_rate = framework(case, steps)
+        plain.append(plain_loop(case, steps, compile, warmup))
+        loop_rate, whole_rate = framework(case, steps, compile, warmup)
         loop.append(loop_rate)
         whole.append(whole_rate)
     med = statistics.median
-    print(f"case={case} steps={steps} repeats={repeats} threads={torch.get_num_threads()}")
+    print(f"case={case} steps={steps} repeats={repeats} threads={torch.get_num_threads()} compile={compile} warmup={warmup}")
     print(f"plain loop                 : {med(plain):8.1f} generator steps/s")
     print(f"gan_lightning, loop only   : {med(loop):8.1f} generator steps/s   ratio {med([a / b for a, b in zip(loop, plain)]):.3f}")
     print(f"gan_lightning, incl. set-up: {med(whole):8.1f} generator steps/s   ratio {med([a / b for a, b in zip(whole, plain)]):.3f}")

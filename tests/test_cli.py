@@ -15,7 +15,8 @@ EXPERIMENTS = sorted((ROOT / "experiments").glob("*.yaml"))
 
 def test_experiments_exist():
     names = {p.stem for p in EXPERIMENTS}
-    assert {"default", "dcgan_mnist", "wgan_gp_cifar10", "lsgan_folder", "ring8", "grid25"} <= names
+    assert {"default", "dcgan_mnist", "wgan_gp_cifar10", "lsgan_folder", "ring8", "grid25", "sngan_cifar10", "cdcgan_digits",
+            "wgan_gp_resnet_cifar10", "ring8_all_modes", "grid25_all_modes"} <= names
 
 
 @pytest.mark.parametrize("config", EXPERIMENTS, ids=lambda p: p.stem)

@@ -1,0 +1,142 @@
+"""Mode coverage on ring8 and grid25 (protocol: PacGAN / VEEGAN, see README "Benchmarks") for several losses and tricks.
+
+Every run is the shipped ``{mixture}_all_modes`` experiment (plus the options listed in CONFIGS) built by the
+project's own CLI parser and trained by the Lightning Trainer, without loggers, checkpoints or callbacks. It is scored on 2,500
+samples (the EMA generator when the config keeps one): modes captured, % high-quality samples, reverse KL.
+The table gives mean ± standard error over seeds, the generator steps and the CPU time of one run.
+
+    python scripts/benchmark_modes.py                        # all configs, 5 seeds, both mixtures, 2 processes
+    python scripts/benchmark_modes.py --configs best --seeds 0 1 2 --mixtures ring8 --steps 5000
+
+Runs are independent processes (one thread each), ``--jobs`` at a time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import statistics
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+#: name -> (experiment file with {mixture} in it, extra CLI options). Every config shares the networks, batch size,
+#: optimizer and number of steps of the shipped ``{mixture}_all_modes`` experiment; only the loss and the tricks change.
+PLAIN = ["--model.ema_decay=null", "--model.generator_scheduler=null", "--model.discriminator_scheduler=null"]
+CONFIGS: dict[str, tuple[str, list[str]]] = {
+    "nonsaturating": ("experiments/{mixture}_all_modes.yaml", PLAIN),
+    "wgan-gp": ("experiments/{mixture}_all_modes.yaml", [*PLAIN, "--model.loss=wgan-gp", "--model.n_critic=5"]),
+    "hinge+sn": ("experiments/{mixture}_all_modes.yaml", [*PLAIN, "--model.loss=hinge", "--model.discriminator.init_args.spectral_norm=true"]),
+    "best": ("experiments/{mixture}_all_modes.yaml", []),
+}
+
+#: Published rows (protocols.md): modes, HQ % for ring8 then grid25.
+PUBLISHED = [
+    ("GAN (VEEGAN, Table 1)", "1", "99.3", "3.3", "0.5"),
+    ("Unrolled GAN (VEEGAN, Table 1)", "7.6", "35.6", "23.6", "16"),
+    ("VEEGAN (VEEGAN, Table 1)", "8", "52.9", "24.6", "40"),
+    ("GAN (PacGAN, Table 1)", "6.3±0.5", "98.2±0.2", "17.3±0.8", "94.8±0.7"),
+    ("PacGAN2 (PacGAN, Table 1)", "7.9±0.1", "95.6±2.0", "23.8±0.7", "91.3±0.8"),
+    ("PacGAN4 (PacGAN, Table 1)", "7.8±0.1", "95.9±1.4", "24.8±0.2", "93.6±0.6"),
+    ("WGAN-GP (GDPP, Table 1)", "6.8", "59.6", "24.2", "28.7"),
+    ("GDPP-GAN (GDPP, Table 1)", "8.0", "71.7", "24.8", "68.5"),
+]
+
+
+def run_one(config: str, mixture: str, seed: int, steps: int | None, extra: tuple[str, ...] = ()) -> dict:
+    """Train one config on one mixture with one seed; return its scores and costs."""
+    import torch
+
+    torch.set_num_threads(1)
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    from gan_lightning.cli import GANLightningCLI
+    from gan_lightning.metrics.mode_coverage import mode_coverage
+    from gan_lightning.data.mixtures import mixture_modes
+
+    path, overrides = CONFIGS[config]
+    args = [
+        "--config", str(ROOT / path.format(mixture=mixture)), *overrides, *extra,
+        f"--seed_everything={seed}",
+        "--trainer.logger=false", "--trainer.enable_checkpointing=false", "--trainer.enable_progress_bar=false",
+        "--trainer.enable_model_summary=false", "--trainer.callbacks=[]", "--trainer.accelerator=cpu", "--trainer.devices=1",
+    ]
+    if steps is not None:
+        args.append(f"--trainer.max_steps={steps}")
+    cli = GANLightningCLI(args=args, run=False, save_config_callback=None)
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    cli.trainer.fit(cli.model, cli.datamodule)
+    cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+    modes, std = mixture_modes(mixture)
+    points = cli.model.generate(2500, seed=10_000 + seed)
+    scores = mode_coverage(points, modes, std)
+    return {"config": config, "mixture": mixture, "seed": seed, "steps": cli.trainer.global_step, "cpu_s": cpu, "wall_s": wall, **scores}
+
+
+def _mean_se(values: list[float]) -> str:
+    finite = [v for v in values if math.isfinite(v)]
+    if not finite:
+        return "inf"
+    mean = statistics.fmean(finite)
+    se = statistics.stdev(finite) / math.sqrt(len(finite)) if len(finite) > 1 else 0.0
+    extra = f" ({len(values) - len(finite)} inf)" if len(finite) < len(values) else ""
+    return f"{mean:.2f} ± {se:.2f}{extra}"
+
+
+def table(results: list[dict]) -> str:
+    lines = [
+        "| config | mixture | modes captured | high quality % | reverse KL | runs with all modes & >96 % HQ | steps | CPU s / run |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    keys = sorted({(r["config"], r["mixture"]) for r in results}, key=lambda k: (k[1], list(CONFIGS).index(k[0])))
+    for config, mixture in keys:
+        rs = [r for r in results if r["config"] == config and r["mixture"] == mixture]
+        total = 8 if mixture == "ring8" else 25
+        perfect = sum(r["modes_captured"] == total and r["high_quality_percent"] > 96 for r in rs)
+        lines.append(
+            f"| {config} | {mixture} | {_mean_se([r['modes_captured'] for r in rs])} | "
+            f"{_mean_se([r['high_quality_percent'] for r in rs])} | {_mean_se([r['reverse_kl'] for r in rs])} | "
+            f"{perfect}/{len(rs)} | {rs[0]['steps']} | {statistics.median(r['cpu_s'] for r in rs):.0f} |"
+        )
+    lines += ["", "Published (protocols.md): | method | ring8 modes | ring8 HQ % | grid25 modes | grid25 HQ % |", "|---|---|---|---|---|"]
+    lines += [f"| {m} | {a} | {b} | {c} | {d} |" for m, a, b, c, d in PUBLISHED]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    parser.add_argument("--mixtures", nargs="+", default=["ring8", "grid25"], choices=["ring8", "grid25"])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
+    parser.add_argument("--steps", type=int, default=None, help="generator steps (default: each config's max_steps)")
+    parser.add_argument("--jobs", type=int, default=2, help="runs in parallel, one thread each")
+    parser.add_argument("--output", default="benchmark_modes.json", help="raw results (JSON)")
+    parser.add_argument("--override", action="append", default=[], help="extra CLI option for every run (repeatable)")
+    args = parser.parse_args()
+
+    jobs = [(c, m, s, args.steps, tuple(args.override)) for m in args.mixtures for c in args.configs for s in args.seeds]
+    print(f"{len(jobs)} runs on {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, {args.jobs} at a time", flush=True)
+    results = []
+    with ProcessPoolExecutor(max_workers=args.jobs) as pool:
+        for result in pool.map(run_one, *zip(*jobs)):
+            results.append(result)
+            print(
+                f"{result['config']:>14} {result['mixture']:>6} seed {result['seed']}: modes {result['modes_captured']:.0f} "
+                f"HQ {result['high_quality_percent']:.1f}% KL {result['reverse_kl']:.3f} ({result['steps']} steps, {result['cpu_s']:.0f} CPU s)",
+                flush=True,
+            )
+    Path(args.output).write_text(json.dumps(results, indent=1))
+    print()
+    print(table(results))
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT))
+    main()
