@@ -118,8 +118,7 @@ def test_image_grids_use_the_same_noise_and_have_the_right_shape_and_range(tmp_p
 
 
 def test_ema_generator_is_used_and_raw_one_on_request(tmp_path):
-    gan = tiny_gan()
-    gan.generator_ema = torch.nn.Sequential(torch.nn.Linear(2, 2))  # stands in for a future EMA copy
+    gan = tiny_gan(ema_decay=0.9)
     ema_seen = []
     gan.generator_ema.register_forward_pre_hook(lambda m, args: ema_seen.append(m.training))
     raw_seen = record_eval_inputs(gan, 1000)
