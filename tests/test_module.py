@@ -181,3 +181,29 @@ def test_checkpoint_hparams_load_with_weights_only(tmp_path):
     state = torch.load(tmp_path / "last.ckpt", weights_only=True)
     assert state["global_step"] == 2
     assert "generator" not in state["hyper_parameters"]  # objects are kept out of hparams
+
+
+def test_lean_dispatch_still_calls_the_implemented_hooks_and_steps_aside_for_backward_hooks():
+    from lightning.pytorch import Callback
+
+    calls = []
+
+    class StepHook(Callback):
+        def on_before_optimizer_step(self, trainer, pl_module, optimizer):
+            calls.append(("callback", optimizer is trainer.optimizers[0]))
+
+    model = tiny_gan(generator_grad_clip=1.0, n_critic=2)
+    model.on_before_optimizer_step = (lambda orig: (lambda opt: (calls.append(("module", None)), orig(opt))[1]))(model.on_before_optimizer_step)
+    quiet_trainer(max_steps=2, callbacks=[StepHook()]).fit(model, tiny_ring())
+    assert model._lean is not None  # 32-bit, one device, no profiler: the direct path
+    # per step: D, D, G; each time the callback first, then the module (as Lightning orders them)
+    assert calls == [("callback", False), ("module", None), ("callback", False), ("module", None), ("callback", True), ("module", None)] * 2
+
+    class BackwardHook(Callback):
+        def on_after_backward(self, trainer, pl_module):
+            calls.append("after_backward")
+
+    calls.clear()
+    model = tiny_gan()
+    quiet_trainer(max_steps=2, callbacks=[BackwardHook()]).fit(model, tiny_ring())
+    assert model._lean is None and calls.count("after_backward") == 4  # Lightning's path: every hook runs
