@@ -23,12 +23,19 @@ from gan_lightning.losses import (
     register_loss,
 )
 from gan_lightning.module import GANModule
+from gan_lightning.multi_discriminator import MultiDiscriminator, MultiDiscriminatorLoss  # registers "gman"
+from gan_lightning.multi_generator import MGANDiscriminator, MGANLoss, MultiGenerator  # registers "mgan"
 from gan_lightning.regularizers import GradientPenalty, Regularizer, RegularizerContext
 from gan_lightning.strategies import GANDDPStrategy
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "MGANDiscriminator",
+    "MGANLoss",
+    "MultiDiscriminator",
+    "MultiDiscriminatorLoss",
+    "MultiGenerator",
     "AdversarialLoss",
     "BalanceDiagnosticsCallback",
     "GANEvaluation",

@@ -89,6 +89,14 @@ class AdversarialLoss:
         """Regularizers that are part of the loss's definition (e.g. WGAN-GP's gradient penalty)."""
         return []
 
+    def diagnostic_scores(self, real_scores: Tensor, fake_scores: Tensor) -> tuple["AdversarialLoss", Tensor, Tensor]:
+        """The loss whose conventions logged D outputs and accuracies follow, and the scores they read.
+
+        Wrappers (several discriminators, an auxiliary classifier head) return their base loss and the
+        adversarial columns only.
+        """
+        return self, real_scores, fake_scores
+
     @torch.no_grad()
     def after_discriminator_step(self, discriminator: nn.Module) -> None:
         """Hook run after every discriminator optimizer step (WGAN weight clipping uses it)."""

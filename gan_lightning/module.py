@@ -579,7 +579,8 @@ class GANModule(LightningModule):
             p.requires_grad_(flag)
 
     def _log_step(self, d_loss: Tensor, g_loss: Tensor, real_scores: Tensor, fake_scores: Tensor) -> None:
-        if self.loss.scores_are_logits:
+        loss, real_scores, fake_scores = self.loss.diagnostic_scores(real_scores, fake_scores)
+        if loss.scores_are_logits:
             real_scores, fake_scores = real_scores.float().sigmoid(), fake_scores.float().sigmoid()
         metrics: dict[str, Tensor | float] = {
             "d_loss": d_loss,

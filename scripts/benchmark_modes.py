@@ -105,7 +105,7 @@ def table(results: list[dict]) -> str:
             f"{_mean_se([r['high_quality_percent'] for r in rs])} | {_mean_se([r['reverse_kl'] for r in rs])} | "
             f"{perfect}/{len(rs)} | {rs[0]['steps']} | {statistics.median(r['cpu_s'] for r in rs):.0f} |"
         )
-    lines += ["", "Published (protocols.md): | method | ring8 modes | ring8 HQ % | grid25 modes | grid25 HQ % |", "|---|---|---|---|---|"]
+    lines += ["", "Published (shared notes, protocols.md):", "", "| method | ring8 modes | ring8 HQ % | grid25 modes | grid25 HQ % |", "|---|---|---|---|---|"]
     lines += [f"| {m} | {a} | {b} | {c} | {d} |" for m, a, b, c, d in PUBLISHED]
     return "\n".join(lines)
 

@@ -178,8 +178,8 @@ class BalanceDiagnosticsCallback(Callback):
         norms, self._norms = self._norms, {}
         if last is None or not self._is_logging_step(trainer, trainer.global_step):
             return
-        real, fake = last.real_scores, last.fake_scores
-        accuracy = discriminator_accuracy(pl_module.loss, real, fake, self.threshold)
+        loss, real, fake = pl_module.loss.diagnostic_scores(last.real_scores, last.fake_scores)
+        accuracy = discriminator_accuracy(loss, real, fake, self.threshold)
         metrics: dict[str, Tensor] = dict(norms)
         if accuracy is None:
             metrics[WASSERSTEIN] = real.float().mean() - fake.float().mean()

@@ -1,0 +1,328 @@
+"""GMAN (several discriminators) and MGAN (several generators) through the unchanged GANModule."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from gan_lightning import GANModule, build_loss
+from gan_lightning.callbacks import BalanceDiagnosticsCallback, LossCurvesCallback
+from gan_lightning.errors import ConfigurationError
+from gan_lightning.losses import HingeLoss, NonSaturatingLoss, WassersteinGPLoss
+from gan_lightning.multi_discriminator import MultiDiscriminator, MultiDiscriminatorLoss, PerDiscriminatorRegularizer
+from gan_lightning.multi_generator import MGANDiscriminator, MGANLoss, MultiGenerator, generator_labels
+from gan_lightning.networks import MLPDiscriminator, MLPGenerator
+from gan_lightning.regularizers import R1Penalty, RegularizerContext
+
+from conftest import ROOT, quiet_trainer, tiny_ring
+
+
+def small_d(hidden=8):
+    return MLPDiscriminator(input_dim=2, hidden_dims=[hidden])
+
+
+def multi_d(k=3):
+    torch.manual_seed(0)
+    return MultiDiscriminator(discriminator=small_d, num_discriminators=k)
+
+
+# ---------------------------------------------------------------- GMAN: networks
+def test_multi_discriminator_stacks_one_column_per_discriminator_with_distinct_initialisations():
+    d = multi_d(3)
+    x = torch.randn(5, 2)
+    scores = d(x)
+    assert scores.shape == (5, 3)
+    for k, member in enumerate(d.discriminators):
+        torch.testing.assert_close(scores[:, k], member(x))
+    w = [m.net[0].weight for m in d.discriminators]
+    assert not torch.equal(w[0], w[1]) and not torch.equal(w[1], w[2])
+    listed = MultiDiscriminator(discriminators=[small_d(), small_d(4)])
+    assert listed.num_discriminators == 2 and listed(x).shape == (5, 2)
+
+
+def test_multi_discriminator_refuses_ambiguous_or_shared_configs():
+    with pytest.raises(ConfigurationError, match="exactly one"):
+        MultiDiscriminator()
+    with pytest.raises(ConfigurationError, match="exactly one"):
+        MultiDiscriminator(discriminators=[small_d()], discriminator=small_d)
+    with pytest.raises(ConfigurationError, match="build a network, not be one"):
+        MultiDiscriminator(discriminator=small_d())
+    shared = small_d()
+    with pytest.raises(ConfigurationError, match="share their weights"):
+        MultiDiscriminator(discriminators=[shared, shared])
+    with pytest.raises(ConfigurationError, match="num_discriminators=3 but 2"):
+        MultiDiscriminator(discriminators=[small_d(), small_d()], num_discriminators=3)
+
+
+# ---------------------------------------------------------------- GMAN: loss
+@pytest.mark.parametrize("base", [NonSaturatingLoss(), HingeLoss()])
+def test_gman_mean_is_the_mean_of_the_per_discriminator_losses_and_d_loss_their_sum(base):
+    torch.manual_seed(1)
+    real, fake = torch.randn(16, 3) * 2, torch.randn(16, 3) * 2
+    loss = MultiDiscriminatorLoss(base=base)
+    g_each = [base.generator_loss(fake[:, k]) for k in range(3)]
+    d_each = [base.discriminator_loss(real[:, k], fake[:, k]) for k in range(3)]
+    torch.testing.assert_close(loss.generator_loss(fake, real), sum(g_each) / 3)
+    torch.testing.assert_close(loss.discriminator_loss(real, fake), sum(d_each))
+    # a different column mix gives a different value: the columns are really read one by one
+    assert not torch.allclose(loss.generator_loss(fake[:, [0, 0, 0]]), loss.generator_loss(fake))
+
+
+def test_gman_softmax_weights_match_the_closed_form_on_hand_picked_scores():
+    # constant scores per column: D_k gives logit r_k to reals and f_k to fakes
+    r, f = [2.0, 0.0, -1.0], [-2.0, 0.5, 1.0]
+    real = torch.tensor(r).repeat(4, 1)
+    fake = torch.tensor(f).repeat(4, 1)
+    softplus = lambda s: math.log1p(math.exp(s))  # noqa: E731
+    values = [-(softplus(-rk) + softplus(fk)) for rk, fk in zip(r, f)]  # V_k = E log D_k(x) + E log(1 - D_k(G(z)))
+    g_losses = [softplus(-fk) for fk in f]  # non-saturating generator loss per discriminator
+    for lam in (0.5, 1.0, 3.0):
+        loss = MultiDiscriminatorLoss(aggregation="softmax", softmax_lambda=lam)
+        assert loss.generator_needs_real_scores
+        expected = [math.exp(lam * v) for v in values]
+        expected = [e / sum(expected) for e in expected]
+        assert loss.weights(fake, real).tolist() == pytest.approx(expected, rel=1e-5)
+        assert loss.generator_loss(fake, real).item() == pytest.approx(sum(w * g for w, g in zip(expected, g_losses)), rel=1e-5)
+    # lambda -> 0: the mean (and lambda = 0 needs no real scores)
+    mean = MultiDiscriminatorLoss(aggregation="mean").generator_loss(fake)
+    assert MultiDiscriminatorLoss(aggregation="softmax", softmax_lambda=1e-6).generator_loss(fake, real).item() == pytest.approx(mean.item(), rel=1e-5)
+    zero = MultiDiscriminatorLoss(aggregation="softmax", softmax_lambda=0.0)
+    assert not zero.generator_needs_real_scores
+    assert zero.generator_loss(fake).item() == pytest.approx(mean.item(), rel=1e-6)
+    # lambda large: the harshest discriminator (largest V_k) takes all the weight
+    harsh = max(range(3), key=lambda k: values[k])
+    big = MultiDiscriminatorLoss(aggregation="softmax", softmax_lambda=200.0)
+    assert big.weights(fake, real)[harsh].item() == pytest.approx(1.0, abs=1e-6)
+    assert big.generator_loss(fake, real).item() == pytest.approx(g_losses[harsh], rel=1e-5)
+    assert g_losses[harsh] != pytest.approx(mean.item(), rel=1e-2)
+
+
+def test_gman_softmax_weights_are_constants_in_the_generator_gradient():
+    torch.manual_seed(2)
+    real, fake = torch.randn(8, 3), torch.randn(8, 3, requires_grad=True)
+    loss = MultiDiscriminatorLoss(aggregation="softmax", softmax_lambda=2.0)
+    loss.generator_loss(fake, real).backward()
+    w = loss.weights(fake.detach(), real)
+    expected = w * torch.autograd.grad(F.softplus(-fake).mean(0).sum(), fake)[0]  # d/df of sum_k w_k mean(softplus(-f_k))
+    torch.testing.assert_close(fake.grad, expected)
+
+
+def test_each_discriminator_gets_the_gradient_of_its_own_column_only():
+    d = multi_d(3)
+    base, loss = NonSaturatingLoss(), MultiDiscriminatorLoss()
+    torch.manual_seed(3)
+    real, fake = torch.randn(16, 2), torch.randn(16, 2) * 2
+    d.zero_grad()
+    loss.discriminator_loss(d(real), d(fake)).backward()
+    together = [[p.grad.clone() for p in m.parameters()] for m in d.discriminators]
+    for k, member in enumerate(d.discriminators):
+        alone = torch.autograd.grad(base.discriminator_loss(member(real), member(fake)), list(member.parameters()))
+        for g, a in zip(together[k], alone):
+            torch.testing.assert_close(g, a)
+    # perturbing discriminator 0 changes neither the gradient of 1 nor that of 2
+    with torch.no_grad():
+        d.discriminators[0].net[0].weight.add_(1.0)
+    d.zero_grad()
+    loss.discriminator_loss(d(real), d(fake)).backward()
+    for k in (1, 2):
+        for p, g in zip(d.discriminators[k].parameters(), together[k]):
+            torch.testing.assert_close(p.grad, g)
+    assert not torch.allclose(d.discriminators[0].net[0].weight.grad, together[0][0])
+
+
+def test_gman_refuses_single_column_scores_and_bad_options():
+    loss = build_loss("gman")  # registered, constructible with defaults
+    assert isinstance(loss, MultiDiscriminatorLoss) and loss.scores_are_logits
+    with pytest.raises(ConfigurationError, match=r"shape \(N, K\)"):
+        loss.discriminator_loss(torch.zeros(4), torch.zeros(4))
+    with pytest.raises(ConfigurationError, match="aggregation"):
+        MultiDiscriminatorLoss(aggregation="max")
+    with pytest.raises(ConfigurationError, match="softmax_lambda"):
+        MultiDiscriminatorLoss(aggregation="softmax", softmax_lambda=-1.0)
+    with pytest.raises(ConfigurationError, match="one-discriminator loss"):
+        MultiDiscriminatorLoss(base="gman")
+    assert not MultiDiscriminatorLoss(base="hinge").scores_are_logits
+    assert MultiDiscriminatorLoss(base="ragan").generator_needs_real_scores
+
+
+def test_per_discriminator_penalty_is_the_sum_of_each_discriminators_own_penalty():
+    d = multi_d(2)
+    torch.manual_seed(4)
+    real = torch.randn(8, 2).requires_grad_(True)
+    scores = d(real)
+    ctx = RegularizerContext(d, None, real, torch.randn(8, 2), torch.randn(8, 2), real_scores=scores)
+    r1 = R1Penalty(gamma=2.0)
+    wrapped = PerDiscriminatorRegularizer(r1)
+    assert wrapped.phase == "discriminator" and wrapped.input_gradient_of == "real"
+    each = sum(r1(RegularizerContext(m, None, real, ctx.fake, ctx.latent)) for m in d.discriminators)
+    torch.testing.assert_close(wrapped(ctx), each)
+    assert not torch.allclose(r1(ctx), each)  # the unwrapped penalty sees the sum of the columns
+    (reg,) = MultiDiscriminatorLoss(base=WassersteinGPLoss()).regularizers()
+    assert isinstance(reg, PerDiscriminatorRegularizer) and reg.weight == 10.0
+
+
+# ---------------------------------------------------------------- MGAN: networks
+def test_multi_generator_sample_i_comes_from_generator_i_mod_k():
+    torch.manual_seed(5)
+    g = MultiGenerator(num_generators=3, latent_dim=2, output_dim=2, hidden_dims=[16, 16], batch_norm=False)
+    z = torch.randn(7, 2)
+    out = g(z)
+    for k in range(3):
+        torch.testing.assert_close(out[k::3], g.forward_generator(z[k::3], k))
+    assert generator_labels(7, 3).tolist() == [0, 1, 2, 0, 1, 2, 0]
+    with torch.no_grad():
+        g.input_layers[1].weight.add_(0.5)  # perturb generator 1's own layer
+    changed = (g(z) - out).abs().sum(1) > 0
+    assert changed.tolist() == [i % 3 == 1 for i in range(7)]
+
+
+def test_multi_generator_shares_everything_but_the_input_layer():
+    g = MultiGenerator(num_generators=4, latent_dim=3, output_dim=2, hidden_dims=[8, 8])
+    own = {id(p) for layer in g.input_layers for p in layer.parameters()} | {id(p) for n in g.input_norms for p in n.parameters()}
+    shared = [p for p in g.parameters() if id(p) not in own]
+    single = MLPGenerator(latent_dim=3, output_dim=2, hidden_dims=[8, 8])
+    assert sum(p.numel() for p in shared) == sum(p.numel() for p in single.parameters()) - (3 * 8 + 2 * 8)
+    g.eval()
+    z = torch.randn(8, 3)
+    before = g(z)
+    with torch.no_grad():
+        g.body[-1].bias.add_(1.0)  # the shared output layer: every generator moves
+    torch.testing.assert_close(g(z), before + 1.0)
+
+
+def test_mgan_discriminator_has_a_score_and_k_classifier_logits_on_one_trunk():
+    d = MGANDiscriminator(num_generators=4, input_dim=2, hidden_dims=[8, 8])
+    x = torch.randn(6, 2)
+    scores = d(x)
+    assert scores.shape == (6, 5)
+    feats = d.trunk(x)
+    torch.testing.assert_close(scores[:, :1], d.score_head(feats))
+    torch.testing.assert_close(scores[:, 1:], d.classifier_head(feats))
+
+
+# ---------------------------------------------------------------- MGAN: loss
+def test_mgan_classifier_cross_entropy_uses_label_i_mod_k():
+    k, n = 4, 10
+    logits = torch.full((n, k), -5.0)
+    logits[torch.arange(n), torch.arange(n) % k] = 5.0  # confident and right for label i mod K
+    fake = torch.cat([torch.zeros(n, 1), logits], dim=1)
+    loss = MGANLoss(num_generators=k)
+    assert loss.classifier_loss(fake).item() < 1e-3
+    torch.manual_seed(6)
+    fake = torch.randn(n, 1 + k)
+    torch.testing.assert_close(loss.classifier_loss(fake), F.cross_entropy(fake[:, 1:], torch.arange(n) % k))
+    shifted = torch.cat([fake[:, :1], fake[:, 1:].roll(1, dims=1)], dim=1)
+    assert not torch.allclose(loss.classifier_loss(shifted), loss.classifier_loss(fake))
+
+
+def test_mgan_losses_combine_the_base_loss_on_column_0_with_the_classifier():
+    torch.manual_seed(7)
+    real, fake = torch.randn(12, 5), torch.randn(12, 5)
+    base = NonSaturatingLoss()
+    ce = F.cross_entropy(fake[:, 1:], torch.arange(12) % 4)
+    torch.testing.assert_close(MGANLoss(beta=0.0).generator_loss(fake), base.generator_loss(fake[:, 0]))
+    torch.testing.assert_close(MGANLoss(beta=0.5).generator_loss(fake), base.generator_loss(fake[:, 0]) + 0.5 * ce)
+    d_loss = MGANLoss().discriminator_loss(real, fake)
+    torch.testing.assert_close(d_loss, base.discriminator_loss(real[:, 0], fake[:, 0]) + ce)
+    real_other = real.clone()
+    real_other[:, 1:] = torch.randn(12, 4) * 10  # the classifier is not trained on real samples
+    torch.testing.assert_close(MGANLoss().discriminator_loss(real_other, fake), d_loss)
+
+
+def test_mgan_loss_checks_the_score_width():
+    assert isinstance(build_loss("mgan"), MGANLoss)
+    with pytest.raises(ConfigurationError, match=r"\(N, 1 \+ 3\)"):
+        MGANLoss(num_generators=3).discriminator_loss(torch.zeros(4, 5), torch.zeros(4, 5))
+    with pytest.raises(ConfigurationError, match="MGANDiscriminator"):
+        MGANLoss().generator_loss(torch.zeros(4))
+    with pytest.raises(ConfigurationError, match="beta"):
+        MGANLoss(beta=-1.0)
+    (reg,) = MGANLoss(base="wgan-gp").regularizers()
+    assert isinstance(reg, PerDiscriminatorRegularizer) and reg.columns == [0]
+
+
+# ---------------------------------------------------------------- training inside GANModule
+def _gman_module():
+    torch.manual_seed(0)
+    return GANModule(
+        generator=MLPGenerator(latent_dim=2, output_dim=2, hidden_dims=[16, 16], batch_norm=False),
+        discriminator=MultiDiscriminator(discriminator=lambda: MLPDiscriminator(input_dim=2, hidden_dims=[16]), num_discriminators=2),
+        loss=MultiDiscriminatorLoss(aggregation="softmax", softmax_lambda=1.0),
+    )
+
+
+def _mgan_module():
+    torch.manual_seed(0)
+    return GANModule(
+        generator=MultiGenerator(num_generators=4, latent_dim=2, output_dim=2, hidden_dims=[16, 16]),
+        discriminator=MGANDiscriminator(num_generators=4, input_dim=2, hidden_dims=[16]),
+        loss=MGANLoss(num_generators=4),
+    )
+
+
+@pytest.mark.parametrize("n_critic", [1, 2])
+@pytest.mark.parametrize("make,columns", [(_gman_module, 2), (_mgan_module, 5)], ids=["gman", "mgan"])
+def test_trains_in_gan_module_and_survives_a_checkpoint(tmp_path, make, columns, n_critic):
+    model = make()
+    model.n_critic = n_critic
+    before = [p.detach().clone() for p in model.discriminator.parameters()]
+    callbacks = [BalanceDiagnosticsCallback(), LossCurvesCallback()]
+    trainer = quiet_trainer(max_steps=3, log_every_n_steps=1, callbacks=callbacks, default_root_dir=tmp_path)
+    trainer.fit(model, tiny_ring(batch_size=32))
+    assert trainer.global_step == 3
+    assert (tmp_path / "loss_curves.png").is_file()
+    last = model.last_step_outputs
+    assert last.real_scores.shape == (32, columns) and last.fake_scores.shape == (32, columns)
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    assert all(not torch.equal(a, b) for a, b in zip(before, model.discriminator.parameters()))  # every D / head trained
+    for key in ("d_loss", "g_loss", "d_real", "d_fake", "balance/d_acc_real"):
+        assert key in trainer.callback_metrics
+    path = tmp_path / "model.ckpt"
+    trainer.save_checkpoint(path)
+    fresh = make()
+    assert torch.load(path, weights_only=True)  # loads without pickled objects
+    loaded = GANModule.load_from_checkpoint(path, generator=fresh.generator, discriminator=fresh.discriminator, loss=fresh.loss)
+    for (name, a), b in zip(model.state_dict().items(), loaded.state_dict().values()):
+        torch.testing.assert_close(a, b, msg=name)
+    torch.testing.assert_close(loaded.generate(12, seed=1), model.generate(12, seed=1))
+    resumed = quiet_trainer(max_steps=5, default_root_dir=tmp_path)
+    resumed.fit(make(), tiny_ring(batch_size=32), ckpt_path=path)  # continues from step 3
+    assert resumed.global_step == 5
+
+
+@pytest.mark.parametrize("name", ["gman", "mgan"])
+def test_shipped_experiment_builds_from_yaml_and_reloads_from_its_checkpoint(tmp_path, name):
+    from gan_lightning.cli import GANLightningCLI
+    from gan_lightning.sampling import load_gan
+
+    cli = GANLightningCLI(
+        args=[
+            "--config", str(ROOT / f"experiments/ring8_{name}.yaml"), "--trainer.max_steps=2", "--trainer.logger=false",
+            "--trainer.callbacks=[]", "--trainer.enable_checkpointing=false", "--trainer.enable_progress_bar=false",
+            "--trainer.enable_model_summary=false", "--trainer.accelerator=cpu", f"--trainer.default_root_dir={tmp_path}",
+            "--data.init_args.num_samples=400",
+        ],
+        run=False,
+        save_config_callback=None,
+    )
+    cli.trainer.fit(cli.model, cli.datamodule)
+    path = tmp_path / "last.ckpt"
+    cli.trainer.save_checkpoint(path)
+    loaded = load_gan(str(path))  # networks and loss rebuilt from the checkpoint's own config
+    assert type(loaded.discriminator) is type(cli.model.discriminator) and type(loaded.loss) is type(cli.model.loss)
+    assert repr(loaded.loss) == repr(cli.model.loss)
+    torch.testing.assert_close(loaded.generate(8, seed=0, use_ema=False), cli.model.generate(8, seed=0, use_ema=False))
+
+
+def test_diagnostics_read_the_adversarial_columns_only():
+    from gan_lightning.multi_discriminator import MultiDiscriminatorLoss
+    from gan_lightning.multi_generator import MGANLoss
+    from gan_lightning.losses import NonSaturatingLoss, available_losses
+
+    real, fake = torch.randn(8, 5), torch.randn(8, 5)
+    loss, r, f = MGANLoss(num_generators=4).diagnostic_scores(real, fake)
+    assert isinstance(loss, NonSaturatingLoss) and torch.equal(r, real[:, 0]) and torch.equal(f, fake[:, 0])
+    loss, r, f = MultiDiscriminatorLoss("lsgan").diagnostic_scores(real, fake)
+    assert type(loss).__name__ == "LeastSquaresLoss" and torch.equal(r, real)
+    assert {"gman", "mgan"} <= set(available_losses())  # registered on `import gan_lightning`
