@@ -1,0 +1,564 @@
+"""ModeCollapseMonitor: cheap mode-collapse signals every N generator steps, a status, and an action.
+
+Mode collapse is silent in the losses: the discriminator and generator losses of a generator that has dropped
+half the modes often look like those of a healthy one. So every ``every_n_steps`` generator steps the monitor
+generates a fixed-seed batch and compares it with a fixed real batch (:mod:`gan_lightning.collapse_signals`:
+diversity ratio, Naeem et al. 2020 coverage, the histogram over known modes or a classifier's classes), reads the
+training dynamics (D accuracy and losses of the last step, the generator's gradient norm from one dedicated
+backward pass), and turns them into a status: healthy, suspect or collapsed. A status change logs a warning that
+names the signals and the remedies this framework offers; on "collapsed" the run can also stop, or roll back to
+the last healthy state and continue with a remedy (:mod:`gan_lightning.remedies`) switched on.
+
+Nothing runs between checks: no per-step host sync, no per-step copy. A check costs one generation of
+``num_samples`` samples, one forward/backward of G and D on ``grad_batch_size`` samples and a few small distance
+matrices; with ``action="rollback"`` also one in-memory copy of the module and optimizer states per healthy check.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+from pathlib import Path
+from typing import Any, Literal, Optional, Union
+
+import torch
+from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+from torch import Tensor, nn
+
+from gan_lightning import collapse_signals as cs
+from gan_lightning.callbacks._run_dir import resolve_run_dir
+from gan_lightning.callbacks.diagnostics import discriminator_accuracy, log_scalars
+from gan_lightning.errors import ConfigurationError
+from gan_lightning.losses import WassersteinLoss
+from gan_lightning.remedies import Remedy
+
+STATUSES = ("healthy", "suspect", "collapsed")
+#: Signals that look at the samples themselves (direct evidence) and at the training dynamics (indirect).
+SAMPLE_SIGNALS = ("modes_covered", "mode_kl", "diversity_ratio", "coverage")
+DYNAMICS_SIGNALS = ("d_wins", "d_loss_low", "g_grad_vanishing")
+
+#: Remedies suggested in the warning, by the kind of signal that fired.
+_SAMPLE_REMEDIES = (
+    "--model.regularizers+=gan_lightning.regularizers.ModeSeekingRegularizer (Mao et al. 2019)",
+    "a PacGAN discriminator: gan_lightning.networks.PackedDiscriminator with packing: 2 (Lin et al. 2018)",
+    "--model.unrolled_steps=5 (Metz et al. 2017)",
+    "minibatch_layer: stddev on the discriminator (Karras et al. 2018)",
+)
+_DYNAMICS_REMEDIES = (
+    "--model.input_transforms+=gan_lightning.discriminator_inputs.InstanceNoise (Arjovsky & Bottou 2017)",
+    "--model.input_transforms+=gan_lightning.discriminator_inputs.LabelFlipping",
+    "spectral_norm: true on the discriminator (Miyato et al. 2018)",
+    "--model.loss=wgan-gp --model.n_critic=5 (Gulrajani et al. 2017)",
+    "a lower discriminator learning rate or n_critic",
+)
+
+
+def load_network(value: Union[nn.Module, str, None], what: str) -> Optional[nn.Module]:
+    """An ``nn.Module`` as given, or loaded from a ``torch.jit.save`` / ``torch.save(module)`` file."""
+    if value is None or isinstance(value, nn.Module):
+        return value
+    from gan_lightning.metrics.features import load_module_file
+
+    try:
+        return load_module_file(str(value))
+    except ConfigurationError as err:
+        raise ConfigurationError(f"ModeCollapseMonitor {what}: {err}") from err
+
+
+class ModeCollapseMonitor(Callback):
+    """Every ``every_n_steps`` generator steps, compute collapse signals, log them, decide a status and act.
+
+    Signals (logged as ``collapse/<name>``; a signal *fires* when it crosses its threshold; defaults in parentheses,
+    tuned on seeds 0-1 of ``scripts/benchmark_collapse_detection.py`` and checked on fresh seeds):
+
+    ==================== ============================================================= ===============================
+    signal               value                                                         fires when
+    ==================== ============================================================= ===============================
+    ``modes_covered``    modes (known mixture modes, or a classifier's classes) that    < ``modes_threshold`` (0.8) ×
+                         get at least ``min_mode_fraction`` (10 %) of their data share  the modes present in the data
+    ``mode_kl``          KL(generated mode histogram ‖ data histogram), nats            > ``kl_threshold`` (0.5)
+    ``diversity_ratio``  mean pairwise distance, generated / real, in feature space     < ``diversity_threshold`` (0.5)
+    ``coverage``         coverage of Naeem et al. 2020, k = ``k`` (5)                   < ``coverage_threshold`` (0.1)
+    ``d_wins``           D accuracy on the last step's real and fake batch              both ≥ ``d_accuracy_threshold``
+                                                                                        (0.99)
+    ``d_loss_low``       D loss of the last step (not for Wasserstein critics)          < ``d_loss_threshold`` (0.05)
+                                                                                        and G loss rose since the
+                                                                                        last check
+    ``g_grad_vanishing`` ‖∇θ_G L_G‖ on ``grad_batch_size`` (64) fixed latents           < ``grad_vanish_ratio`` (0.01)
+                                                                                        × the largest norm so far
+    ==================== ============================================================= ===============================
+
+    Also logged: ``modes_in_data``, ``d_accuracy_real``/``d_accuracy_fake``, ``d_loss``, ``g_loss``, ``g_grad_norm``
+    and ``status``. The generated batch comes from the same latents at every check, so a falling diversity ratio
+    is exactly "the fixed-noise samples becoming near-identical".
+
+    Status rule (``collapse/status``: 0 healthy, 1 suspect, 2 collapsed), from step ``warmup_steps`` on (before it
+    the signals are logged but the status stays healthy: an untrained generator is "collapsed" by every measure):
+
+    - a check is at *collapse level* when at least two of the sample signals (``modes_covered``, ``mode_kl``,
+      ``diversity_ratio``, ``coverage``) fire: one alone also fires in healthy runs now and then (a healthy grid25
+      generator may leave a few modes thin for a while; coverage dips while samples are still imprecise);
+    - **collapsed** after ``patience`` consecutive checks at collapse level;
+    - **suspect** when a sample signal fires, or at least two dynamics signals do (D winning outright together with
+      a near-zero D loss or a vanishing G gradient: the picture of Arjovsky & Bottou 2017), but the check is not
+      collapsed;
+    - **healthy** otherwise.
+
+    The dynamics signals never make a run "collapsed", and one alone does not make it suspect: a discriminator
+    that classifies the last batch perfectly while the generator still gets strong gradients is the normal state
+    of many healthy runs (the DCGAN on digits in ``scripts/benchmark_collapse_detection.py``).
+
+    Action when the status becomes collapsed: ``warn`` (only the warning), ``stop`` (``trainer.should_stop``,
+    with a message), or ``rollback``: restore the last healthy state (module weights including the EMA generator,
+    and the optimizers' moments; learning rates stay as the schedule has set them) and apply ``remedies``, at most
+    ``max_rollbacks`` times (then it warns). Lightning's counters are not rewound: the global step keeps counting,
+    so a run with ``max_steps`` trains fewer steps after the healthy point, and schedules continue from the current
+    step. Snapshots are taken at every healthy check (in memory: one copy of the module and optimizer states;
+    ``save_healthy_checkpoint`` also writes ``<run dir>/checkpoints/last_healthy.ckpt`` atomically). They are not
+    part of the checkpoint: after a resume the monitor takes a new one at its next healthy check. The checkpointed
+    state (status history, last healthy step, rollbacks, whether the remedies are on) does resume: a resumed run
+    switches its remedies on again.
+
+    Multi-GPU: rank 0 alone computes the signals, calling the networks directly (outside DDP's forward, so no
+    collective runs inside); the status is then broadcast (``trainer.strategy.broadcast``, which every rank joins
+    at every check), so stopping, snapshots and rollbacks happen on all ranks alike.
+
+    Args:
+        every_n_steps: check interval in generator steps.
+        num_samples: generated samples per check; the same number of real samples (``datamodule.real_batch``).
+        seed: latent seed: the same latents at every check, so the signals move only with the generator.
+        use_ema: monitor ``generator_ema`` instead of the raw generator. Off by default: the raw generator is the
+            one the optimizer pushes from mode to mode; an average over its recent weights can hide that.
+        feature_extractor: ``nn.Module`` (or the path of a ``torch.jit.save`` / ``torch.save(module)`` file) mapping
+            samples to features for the diversity ratio and coverage; default: the samples themselves (pixels, 2D
+            points). Nothing is downloaded.
+        classifier: ``nn.Module`` (or a path) mapping samples to class logits; its label histogram gives the mode
+            signals on labelled data. Without it, datamodules with known ``modes`` (the 2D mixtures) use the
+            nearest mode within ``mode_radius`` (default: half the smallest distance between modes).
+        k: neighbourhood size of coverage (Naeem et al. 2020 use 5).
+        mode_radius: with known modes, samples farther than this from every mode count for none.
+        modes_threshold, kl_threshold, diversity_threshold, coverage_threshold, d_accuracy_threshold,
+            d_loss_threshold, grad_vanish_ratio: the thresholds of the table above.
+        warmup_steps: no status before this step.
+        patience: consecutive collapse-level checks before "collapsed".
+        action: ``warn``, ``stop`` or ``rollback``.
+        remedies: what ``rollback`` switches on (required for it), e.g. ``AddRegularizer(ModeSeekingRegularizer())``.
+        max_rollbacks: rollbacks before the monitor only warns.
+        keep_healthy_state: keep the in-memory snapshots; default: only with ``action="rollback"``.
+        save_healthy_checkpoint: also write ``last_healthy.ckpt`` at healthy checks.
+        grad_batch_size: samples of the generator-gradient check (0 switches it off).
+        min_mode_fraction: a mode is covered when its generated share is at least this fraction of its data share.
+    """
+
+    def __init__(
+        self,
+        every_n_steps: int = 250,
+        num_samples: int = 500,
+        seed: int = 4321,
+        use_ema: bool = False,
+        feature_extractor: Union[nn.Module, str, None] = None,
+        classifier: Union[nn.Module, str, None] = None,
+        k: int = 5,
+        mode_radius: Optional[float] = None,
+        min_mode_fraction: float = 0.1,
+        modes_threshold: float = 0.8,
+        kl_threshold: float = 0.5,
+        diversity_threshold: float = 0.5,
+        coverage_threshold: float = 0.1,
+        d_accuracy_threshold: float = 0.99,
+        d_loss_threshold: float = 0.05,
+        grad_vanish_ratio: float = 0.01,
+        warmup_steps: int = 1000,
+        patience: int = 2,
+        action: Literal["warn", "stop", "rollback"] = "warn",
+        remedies: Optional[list[Remedy]] = None,
+        max_rollbacks: int = 3,
+        keep_healthy_state: Optional[bool] = None,
+        save_healthy_checkpoint: bool = False,
+        grad_batch_size: int = 64,
+    ):
+        def need(ok: bool, message: str) -> None:
+            if not ok:
+                raise ConfigurationError(f"ModeCollapseMonitor: {message}")
+
+        need(every_n_steps >= 1, f"every_n_steps must be >= 1, got {every_n_steps}")
+        need(k >= 1, f"k must be >= 1, got {k}")
+        need(num_samples > k, f"num_samples must be larger than k={k}, got {num_samples}")
+        need(action in ("warn", "stop", "rollback"), f"action must be 'warn', 'stop' or 'rollback', got {action!r}")
+        need(
+            action != "rollback" or bool(remedies),
+            "action='rollback' needs at least one remedy, or the run would collapse again the same way; e.g. "
+            "remedies: [{class_path: gan_lightning.remedies.AddRegularizer, init_args: {regularizer: "
+            "{class_path: gan_lightning.regularizers.ModeSeekingRegularizer}}}]",
+        )
+        need(all(isinstance(r, Remedy) for r in remedies or []), "remedies must be gan_lightning.remedies.Remedy objects")
+        need(patience >= 1, f"patience must be >= 1, got {patience}")
+        need(warmup_steps >= 0, f"warmup_steps must be >= 0, got {warmup_steps}")
+        need(max_rollbacks >= 0, f"max_rollbacks must be >= 0, got {max_rollbacks}")
+        need(grad_batch_size >= 0, f"grad_batch_size must be >= 0 (0: off), got {grad_batch_size}")
+        need(mode_radius is None or mode_radius > 0, f"mode_radius must be positive or null, got {mode_radius}")
+        for name, value in (("modes_threshold", modes_threshold), ("min_mode_fraction", min_mode_fraction),
+                            ("coverage_threshold", coverage_threshold), ("d_accuracy_threshold", d_accuracy_threshold),
+                            ("grad_vanish_ratio", grad_vanish_ratio)):
+            need(0.0 <= value <= 1.0, f"{name} must be in [0, 1], got {value}")
+        need(kl_threshold >= 0 and diversity_threshold >= 0 and d_loss_threshold >= 0, "thresholds must be >= 0")
+        self.every_n_steps, self.num_samples, self.seed, self.use_ema = every_n_steps, num_samples, seed, use_ema
+        self.feature_extractor = load_network(feature_extractor, "feature_extractor")
+        self.classifier = load_network(classifier, "classifier")
+        self.k, self.mode_radius, self.min_mode_fraction = k, mode_radius, min_mode_fraction
+        self.thresholds = {
+            "modes_covered": modes_threshold, "mode_kl": kl_threshold, "diversity_ratio": diversity_threshold,
+            "coverage": coverage_threshold, "d_wins": d_accuracy_threshold, "d_loss_low": d_loss_threshold,
+            "g_grad_vanishing": grad_vanish_ratio,
+        }
+        self.warmup_steps, self.patience = warmup_steps, patience
+        self.action, self.remedies, self.max_rollbacks = action, list(remedies or []), max_rollbacks
+        self.keep_healthy_state = action == "rollback" if keep_healthy_state is None else keep_healthy_state
+        self.save_healthy_checkpoint = save_healthy_checkpoint
+        self.grad_batch_size = grad_batch_size
+
+        # --- checkpointed state (plain values and tensors only)
+        self.status = "healthy"
+        self.history: list[tuple[int, int]] = []  # (generator step, status code) of every check
+        self.last_checked = -1
+        self.last_healthy_step = -1
+        self.rollbacks = 0
+        self.remedies_applied = False
+        self.consecutive = 0  # consecutive collapse-level checks
+        self.max_grad_norm = 0.0
+        self.previous_g_loss = math.nan
+        # --- in memory only
+        #: Signal values of every check made in this process (floats), for plots and benchmarks.
+        self.signal_history: list[dict[str, float]] = []
+        self.fired: list[str] = []  # signals that fired at the last check
+        self._reference: Optional[dict[str, Any]] = None
+        self._healthy_state: Optional[dict[str, Any]] = None
+        self._run_dir: Optional[Path] = None
+
+    # ------------------------------------------------------------------ hooks
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        if stage == "fit" and self.save_healthy_checkpoint:
+            self._run_dir = resolve_run_dir(trainer)  # a broadcast: every rank calls it here
+
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        # A resumed run was rebuilt from its config, without the remedies a rollback switched on: switch them on
+        # again (after Lightning has restored the optimizers, so a learning-rate change is not overwritten).
+        if self.remedies_applied:
+            for remedy in self.remedies:
+                remedy.apply(pl_module)
+
+    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+        step = trainer.global_step
+        if step > 0 and step % self.every_n_steps == 0 and step != self.last_checked:
+            self.check(trainer, pl_module)
+
+    # ------------------------------------------------------------------ one check
+    def check(self, trainer: Trainer, pl_module: LightningModule) -> str:
+        """Compute the signals (rank 0), agree on the status (a broadcast every rank joins), act; return the status."""
+        step = trainer.global_step
+        self.last_checked = step
+        code = 0
+        if trainer.is_global_zero:
+            values = self.compute_signals(trainer, pl_module)
+            self.fired = self.fired_signals(values)
+            code = STATUSES.index(self.decide(step, self.fired))
+            self.signal_history.append({"step": float(step), **values, "status": float(code)})
+            metrics = {f"collapse/{name}": torch.tensor(float(v)) for name, v in values.items() if math.isfinite(v)}
+            metrics["collapse/status"] = torch.tensor(float(code))
+            log_scalars(trainer, pl_module, metrics)
+        # Rank 0 alone computed the signals (no collective inside); every rank joins this broadcast, so the action
+        # (stop, rollback) is the same on all of them.
+        code = int(trainer.strategy.broadcast(code, src=0))
+        new, old = STATUSES[code], self.status
+        self.history.append((step, code))
+        self.status = new
+        if new != old:
+            self._warn_change(step, old, new)
+        if new == "healthy" and step >= self.warmup_steps:
+            self._keep_healthy(trainer, pl_module, step)
+        if new == "collapsed" and old != "collapsed":
+            self._act(trainer, pl_module, step)
+        return self.status
+
+    def decide(self, step: int, fired: list[str]) -> str:
+        """The status rule of the class docstring, given the signals that fired at this check."""
+        if step < self.warmup_steps:
+            self.consecutive = 0
+            return "healthy"
+        sample_fired = [s for s in fired if s in SAMPLE_SIGNALS]
+        dynamics_fired = [s for s in fired if s in DYNAMICS_SIGNALS]
+        collapse_level = len(sample_fired) >= 2
+        self.consecutive = self.consecutive + 1 if collapse_level else 0
+        if self.consecutive >= self.patience:
+            return "collapsed"
+        return "suspect" if sample_fired or len(dynamics_fired) >= 2 else "healthy"
+
+    def fired_signals(self, values: dict[str, float]) -> list[str]:
+        """Names of the signals whose value crosses its threshold (NaN, i.e. unavailable, never fires)."""
+        t = self.thresholds
+        fired = []
+        if "modes_covered" in values and values["modes_covered"] < t["modes_covered"] * values["modes_in_data"]:
+            fired.append("modes_covered")
+        if values.get("mode_kl", math.nan) > t["mode_kl"]:
+            fired.append("mode_kl")
+        if values.get("diversity_ratio", math.nan) < t["diversity_ratio"]:
+            fired.append("diversity_ratio")
+        if values.get("coverage", math.nan) < t["coverage"]:
+            fired.append("coverage")
+        if min(values.get("d_accuracy_real", math.nan), values.get("d_accuracy_fake", math.nan)) >= t["d_wins"]:
+            fired.append("d_wins")
+        if values.get("d_loss", math.nan) < t["d_loss_low"] and values.get("g_loss_change", math.nan) > 0:
+            fired.append("d_loss_low")
+        if values.get("g_grad_norm", math.nan) < t["g_grad_vanishing"] * values.get("g_grad_norm_max", math.nan):
+            fired.append("g_grad_vanishing")
+        return fired
+
+    # ------------------------------------------------------------------ signals
+    @torch.no_grad()
+    def compute_signals(self, trainer: Trainer, pl_module: LightningModule) -> dict[str, float]:
+        """All signal values of this check, as floats (the only host syncs of the monitor)."""
+        ref = self._prepare_reference(trainer, pl_module)
+        fake = pl_module.generate(self.num_samples, seed=self.seed, use_ema=self.use_ema).float()
+        fake_features = self._features(fake, pl_module.device)
+        values = {
+            "diversity_ratio": cs.diversity_ratio(fake_features, ref["features"], ref["mean_distance"]),
+            "coverage": cs.coverage(fake_features, ref["features"], self.k, ref["radii"]),
+        }
+        if ref["histogram"] is not None:
+            histogram = cs.mode_histogram(self._assign(fake, pl_module.device), len(ref["histogram"]))
+            values["modes_covered"] = cs.modes_covered(histogram, ref["histogram"], self.min_mode_fraction)
+            values["modes_in_data"] = (ref["histogram"] > 0).sum()
+            values["mode_kl"] = cs.histogram_kl(histogram, ref["histogram"])
+        out = {name: float(v) for name, v in values.items()}
+        out.update(self._dynamics(pl_module))
+        return out
+
+    def _dynamics(self, pl_module: LightningModule) -> dict[str, float]:
+        out: dict[str, float] = {}
+        last = getattr(pl_module, "last_step_outputs", None)
+        loss = getattr(pl_module, "loss", None)
+        if last is not None and loss is not None:
+            accuracy = discriminator_accuracy(loss, last.real_scores, last.fake_scores)
+            if accuracy is not None:
+                out["d_accuracy_real"], out["d_accuracy_fake"] = float(accuracy[0]), float(accuracy[1])
+            if not isinstance(loss, WassersteinLoss):  # a critic's loss has no floor to approach
+                g_loss = float(last.g_loss)
+                out["d_loss"], out["g_loss"] = float(last.d_loss), g_loss
+                out["g_loss_change"] = g_loss - self.previous_g_loss  # NaN at the first check
+                self.previous_g_loss = g_loss
+        if self.grad_batch_size and loss is not None:
+            norm = self._generator_gradient_norm(pl_module)
+            self.max_grad_norm = max(self.max_grad_norm, norm)
+            out["g_grad_norm"], out["g_grad_norm_max"] = norm, self.max_grad_norm
+        return out
+
+    def _generator_gradient_norm(self, pl_module: LightningModule) -> float:
+        """||d L_G / d theta_G|| on a fixed latent batch, in eval mode, with ``autograd.grad`` (``.grad`` untouched,
+        no optimizer step, the networks themselves rather than their DDP wrappers: no collective)."""
+        rng = torch.Generator().manual_seed(self.seed + 1)
+        n = self.grad_batch_size
+        z, labels = pl_module.sample_latent(n, rng), pl_module.sample_labels(n, rng)
+        generator, discriminator = pl_module.generator, pl_module.discriminator
+        params = [p for p in generator.parameters() if p.requires_grad]
+        if not params:
+            return math.nan
+        modes = (generator.training, discriminator.training)
+        generator.eval()
+        discriminator.eval()
+        try:
+            with torch.enable_grad():
+                fake = pl_module._generate(generator, z, labels)
+                fake_scores = pl_module._score(discriminator, fake, labels)
+                real_scores = None
+                if pl_module.loss.generator_needs_real_scores:
+                    real = self._reference["real"][:n] if self._reference is not None else fake.detach()
+                    real_labels = self._reference["real_labels"] if self._reference is not None else None
+                    real_labels = real_labels[:n] if real_labels is not None and labels is not None else labels
+                    real_scores = pl_module._score(discriminator, real, real_labels)
+                loss = pl_module.loss.generator_loss(fake_scores, real_scores)
+                return float(cs.gradient_norm(loss, params))
+        finally:
+            generator.train(modes[0])
+            discriminator.train(modes[1])
+
+    def _prepare_reference(self, trainer: Trainer, pl_module: LightningModule) -> dict[str, Any]:
+        """Real samples, their features, k-NN radii and mode histogram: computed once, kept on the module's device."""
+        device = pl_module.device
+        if self._reference is not None and self._reference["device"] == device:
+            return self._reference
+        datamodule = getattr(trainer, "datamodule", None)
+        if datamodule is None or not hasattr(datamodule, "real_batch"):
+            raise ConfigurationError(
+                "ModeCollapseMonitor compares generated with real samples: train with a gan_lightning datamodule "
+                "(it provides real_batch), or remove the callback."
+            )
+        dataset = datamodule.train_dataset
+        n = min(self.num_samples, len(dataset))
+        if n <= self.k:
+            raise ConfigurationError(f"ModeCollapseMonitor: the dataset has {n} samples; it needs more than k={self.k}.")
+        real = datamodule.real_batch(n).float().to(device)
+        real_labels = None
+        if getattr(pl_module, "num_classes", 0):
+            real_labels = torch.stack([torch.as_tensor(dataset[i][1]) for i in range(n)]).long().to(device)
+        if self.feature_extractor is not None:
+            self.feature_extractor.to(device).eval()
+        if self.classifier is not None:
+            self.classifier.to(device).eval()
+        features = self._features(real, device)
+        modes = getattr(datamodule, "modes", None)
+        self._modes = modes.float().to(device) if isinstance(modes, Tensor) else None
+        if self._modes is not None and self.mode_radius is None:
+            self.mode_radius = cs.default_mode_radius(self._modes)
+        self._reference = {"device": device, "real": real, "real_labels": real_labels, "features": features}
+        self._reference["mean_distance"] = cs.mean_pairwise_distance(features)
+        self._reference["radii"] = cs.knn_radii(features, self.k)
+        histogram = None
+        if self.classifier is not None or self._modes is not None:
+            num_modes = self._num_modes(real, device)
+            histogram = cs.mode_histogram(self._assign(real, device), num_modes)
+        self._reference["histogram"] = histogram
+        return self._reference
+
+    def _num_modes(self, real: Tensor, device: torch.device) -> int:
+        if self.classifier is not None:
+            return int(self.classifier(real[:2].to(device)).shape[1])
+        assert self._modes is not None
+        return len(self._modes)
+
+    def _features(self, x: Tensor, device: torch.device, batch_size: int = 250) -> Tensor:
+        if self.feature_extractor is None:
+            return x.flatten(1).float()
+        chunks = [self.feature_extractor(x[i : i + batch_size].to(device)) for i in range(0, len(x), batch_size)]
+        return torch.cat([c[0] if isinstance(c, (tuple, list)) else c for c in chunks]).flatten(1).float()
+
+    def _assign(self, x: Tensor, device: torch.device, batch_size: int = 250) -> Tensor:
+        """Mode of each sample: the classifier's label, or the nearest known mode (-1 outside ``mode_radius``)."""
+        if self.classifier is not None:
+            return torch.cat([self.classifier(x[i : i + batch_size].to(device)).argmax(1) for i in range(0, len(x), batch_size)])
+        assert self._modes is not None
+        return cs.nearest_mode(x, self._modes, self.mode_radius)
+
+    # ------------------------------------------------------------------ actions
+    def _warn_change(self, step: int, old: str, new: str) -> None:
+        values = self.signal_history[-1] if self.signal_history else {}
+        described = ", ".join(self._describe(name, values) for name in self.fired) or "none"
+        message = f"ModeCollapseMonitor: generator step {step}: status {old} -> {new}. Signals that fired: {described}."
+        if new != "healthy":
+            remedies = list(_SAMPLE_REMEDIES) if any(s in SAMPLE_SIGNALS for s in self.fired) else []
+            if any(s in DYNAMICS_SIGNALS for s in self.fired) or not remedies:
+                remedies += _DYNAMICS_REMEDIES
+            message += " Remedies available in gan_lightning: " + "; ".join(remedies) + "."
+            if new == "collapsed" and self.action == "warn":
+                message += (" The monitor can also stop the run (action: stop) or roll back to the last healthy state "
+                            "with a remedy switched on (action: rollback, remedies: [...]).")
+        if STATUSES.index(new) > STATUSES.index(old):
+            rank_zero_warn(message)
+        else:  # a recovery is news, not a warning
+            rank_zero_info(message)
+
+    def _describe(self, name: str, values: dict[str, float]) -> str:
+        t = self.thresholds[name]
+        if name == "modes_covered":
+            total = values.get("modes_in_data", math.nan)
+            return f"modes_covered = {values.get(name, math.nan):.0f}/{total:.0f} (< {t:.0%} of the modes)"
+        if name == "d_wins":
+            return (f"d_wins: D accuracy real {values.get('d_accuracy_real', math.nan):.3f} and fake "
+                    f"{values.get('d_accuracy_fake', math.nan):.3f} (>= {t})")
+        if name == "d_loss_low":
+            return f"d_loss_low: D loss {values.get('d_loss', math.nan):.4f} (< {t}) while G loss rose to {values.get('g_loss', math.nan):.3f}"
+        if name == "g_grad_vanishing":
+            return (f"g_grad_vanishing: G gradient norm {values.get('g_grad_norm', math.nan):.3g} (< {t} x the largest "
+                    f"so far, {values.get('g_grad_norm_max', math.nan):.3g})")
+        op = ">" if name == "mode_kl" else "<"
+        return f"{name} = {values.get(name, math.nan):.3f} ({op} {t})"
+
+    def _keep_healthy(self, trainer: Trainer, pl_module: LightningModule, step: int) -> None:
+        self.last_healthy_step = step
+        if self.keep_healthy_state:
+            self._healthy_state = {
+                "step": step,
+                "module": {k: v.detach().clone() for k, v in pl_module.state_dict().items()},
+                "optimizers": [copy.deepcopy(opt.state_dict()) for opt in trainer.optimizers],
+            }
+        if self.save_healthy_checkpoint and self._run_dir is not None:
+            path = self._run_dir / "checkpoints" / "last_healthy.ckpt"
+            if trainer.is_global_zero:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = f"{path}.tmp"
+            trainer.save_checkpoint(tmp)  # every rank calls it (the status was broadcast), rank 0 writes
+            if trainer.is_global_zero:
+                os.replace(tmp, path)
+            trainer.strategy.barrier("ModeCollapseMonitor.last_healthy")
+
+    def _act(self, trainer: Trainer, pl_module: LightningModule, step: int) -> None:
+        if self.action == "stop":
+            trainer.should_stop = True
+            rank_zero_warn(
+                f"ModeCollapseMonitor: stopping training at generator step {step}: the generator has collapsed "
+                f"({', '.join(self.fired) or 'see collapse/* scalars'}). Last healthy check: "
+                f"{self.last_healthy_step if self.last_healthy_step >= 0 else 'none'}."
+            )
+            return
+        if self.action != "rollback":
+            return
+        if self.rollbacks >= self.max_rollbacks:
+            rank_zero_warn(f"ModeCollapseMonitor: collapsed again at step {step} after {self.rollbacks} rollbacks "
+                           f"(max_rollbacks={self.max_rollbacks}); continuing without rolling back.")
+            return
+        if self._healthy_state is None:
+            rank_zero_warn(f"ModeCollapseMonitor: collapsed at step {step} but no healthy state was kept yet "
+                           f"(no healthy check since step {self.warmup_steps}, or since a resume); continuing.")
+            return
+        self.restore_healthy_state(trainer, pl_module)
+        done = [remedy.apply(pl_module) for remedy in self.remedies]
+        self.rollbacks += 1
+        self.remedies_applied = True
+        self.status, self.consecutive = "healthy", 0
+        rank_zero_warn(
+            f"ModeCollapseMonitor: rolled back at generator step {step} to the healthy state of step "
+            f"{self._healthy_state['step']} (the step counter keeps counting) and switched on: {'; '.join(done)}."
+        )
+
+    def restore_healthy_state(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """Copy the kept weights and optimizer moments back in place; learning rates and other hyper-parameters
+        stay as they are now (set by the schedule and by remedies)."""
+        assert self._healthy_state is not None
+        pl_module.load_state_dict(self._healthy_state["module"])
+        for optimizer, saved in zip(trainer.optimizers, self._healthy_state["optimizers"]):
+            state = copy.deepcopy(saved)  # load_state_dict may keep references to the tensors it is given
+            for saved_group, group in zip(state["param_groups"], optimizer.param_groups):
+                saved_group.update({key: value for key, value in group.items() if key != "params"})
+            optimizer.load_state_dict(state)
+
+    # ------------------------------------------------------------------ checkpoint
+    def state_dict(self) -> dict[str, Any]:
+        """Plain values and tensors only, so the checkpoint loads with ``torch.load(weights_only=True)``."""
+        steps = [s for s, _ in self.history]
+        codes = [c for _, c in self.history]
+        return {
+            "status": STATUSES.index(self.status),
+            "history_steps": torch.tensor(steps, dtype=torch.long),
+            "history_status": torch.tensor(codes, dtype=torch.long),
+            "last_checked": self.last_checked,
+            "last_healthy_step": self.last_healthy_step,
+            "rollbacks": self.rollbacks,
+            "remedies_applied": self.remedies_applied,
+            "consecutive": self.consecutive,
+            "max_grad_norm": self.max_grad_norm,
+            "previous_g_loss": self.previous_g_loss,
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.status = STATUSES[int(state_dict.get("status", 0))]
+        steps, codes = state_dict.get("history_steps"), state_dict.get("history_status")
+        if steps is not None and codes is not None:
+            self.history = list(zip(steps.tolist(), codes.tolist()))
+        self.last_checked = int(state_dict.get("last_checked", -1))
+        self.last_healthy_step = int(state_dict.get("last_healthy_step", -1))
+        self.rollbacks = int(state_dict.get("rollbacks", 0))
+        self.remedies_applied = bool(state_dict.get("remedies_applied", False))
+        self.consecutive = int(state_dict.get("consecutive", 0))
+        self.max_grad_norm = float(state_dict.get("max_grad_norm", 0.0))
+        self.previous_g_loss = float(state_dict.get("previous_g_loss", math.nan))

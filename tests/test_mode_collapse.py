@@ -1,0 +1,352 @@
+"""ModeCollapseMonitor: the signals on small tensors, the status rule, the warning, the actions and the checkpointed state."""
+
+import io
+import math
+
+import pytest
+import torch
+from lightning.pytorch import Callback
+from torch import nn
+
+from conftest import quiet_trainer, tiny_gan, tiny_ring
+from gan_lightning import collapse_signals as cs
+from gan_lightning.callbacks import ModeCollapseMonitor
+from gan_lightning.data.mixtures import mixture_modes
+from gan_lightning.discriminator_inputs import InstanceNoise
+from gan_lightning.errors import ConfigurationError
+from gan_lightning.regularizers import ModeSeekingRegularizer
+from gan_lightning.remedies import AddInputTransform, AddRegularizer, ScaleLearningRate
+
+MODES, STD = mixture_modes("ring8")
+
+
+def ring_points(n: int, seed: int = 0, modes: int = 8) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    index = torch.randint(modes, (n,), generator=g)
+    return MODES[index] + STD * torch.randn(n, 2, generator=g)
+
+
+# ---------------------------------------------------------------------- signals
+def test_diversity_ratio_is_one_for_the_same_distribution_and_near_zero_when_collapsed():
+    real = ring_points(400, seed=0)
+    assert cs.diversity_ratio(real, real).item() == pytest.approx(1.0)
+    assert cs.diversity_ratio(ring_points(400, seed=1), real).item() == pytest.approx(1.0, abs=0.05)
+    collapsed = MODES[0] + STD * torch.randn(400, 2)
+    assert cs.diversity_ratio(collapsed, real).item() < 0.02
+
+
+def test_mean_pairwise_distance_of_two_points():
+    assert cs.mean_pairwise_distance(torch.tensor([[0.0, 0.0], [3.0, 4.0]])).item() == pytest.approx(5.0)
+
+
+def test_coverage_is_one_when_every_real_sample_is_matched_and_near_zero_for_one_point():
+    real = ring_points(300, seed=0)
+    assert cs.coverage(real, real, k=5).item() == 1.0
+    assert cs.coverage(ring_points(300, seed=1), real, k=5).item() > 0.9  # same distribution (Naeem et al.: ~1 - 2^-k)
+    one_point = real[:1].expand(300, 2)
+    assert cs.coverage(one_point, real, k=5).item() <= 6 / 300  # the point itself and its k neighbours at most
+    assert cs.coverage(torch.full((300, 2), 5.0), real, k=5).item() == 0.0
+
+
+def test_knn_radii_skip_the_sample_itself():
+    x = torch.tensor([[0.0], [1.0], [3.0], [7.0]])
+    assert cs.knn_radii(x, k=1).tolist() == [1.0, 1.0, 2.0, 4.0]
+    assert cs.knn_radii(x, k=2).tolist() == [3.0, 2.0, 3.0, 6.0]
+
+
+def test_mode_histogram_kl_and_modes_covered():
+    reference = torch.full((8,), 1 / 8)
+    assignments = cs.nearest_mode(ring_points(800), MODES, radius=cs.default_mode_radius(MODES))
+    histogram = cs.mode_histogram(assignments, 8)
+    assert histogram.sum().item() == pytest.approx(1.0)
+    assert cs.histogram_kl(reference, reference).item() == pytest.approx(0.0, abs=1e-6)
+    assert cs.histogram_kl(histogram, reference).item() < 0.02
+    assert cs.modes_covered(histogram, reference).item() == 8
+    half = cs.mode_histogram(cs.nearest_mode(ring_points(800, modes=4), MODES), 8)
+    assert cs.modes_covered(half, reference).item() == 4
+    assert cs.histogram_kl(half, reference).item() == pytest.approx(math.log(2), abs=0.05)
+    one = cs.mode_histogram(torch.zeros(10, dtype=torch.long), 8)
+    assert cs.histogram_kl(one, reference).item() == pytest.approx(math.log(8), abs=1e-4)
+    # a few stray samples do not cover a mode: 1 % of the samples where the data has 12.5 %
+    stray = cs.mode_histogram(torch.tensor([0] * 99 + [1]), 8)
+    assert cs.modes_covered(stray, reference, min_fraction=0.1).item() == 1
+
+
+def test_points_outside_the_mode_radius_are_not_assigned():
+    radius = cs.default_mode_radius(MODES)
+    assert radius == pytest.approx(math.sin(math.pi / 8), rel=1e-5)  # half the chord between neighbours
+    index = cs.nearest_mode(torch.tensor([[0.0, 0.0], [1.0, 0.01]]), MODES, radius)
+    assert index.tolist() == [-1, 0]
+    assert cs.mode_histogram(torch.tensor([-1, -1]), 8).sum().item() == 0.0
+
+
+def test_discriminator_wins_needs_both_sides():
+    assert cs.discriminator_wins(torch.tensor(1.0), torch.tensor(0.995)).item()
+    assert not cs.discriminator_wins(torch.tensor(1.0), torch.tensor(0.9)).item()
+
+
+def test_gradient_norm_leaves_grad_untouched():
+    w = nn.Parameter(torch.tensor([3.0, 4.0]))
+    assert cs.gradient_norm((w**2).sum() / 2, [w]).item() == pytest.approx(5.0)
+    assert w.grad is None
+
+
+# ---------------------------------------------------------------------- status rule
+def test_status_rule():
+    monitor = ModeCollapseMonitor(warmup_steps=100, patience=2)
+    assert monitor.decide(50, ["modes_covered", "coverage"]) == "healthy"  # warm-up: no status
+    assert monitor.decide(100, []) == "healthy"
+    assert monitor.decide(150, ["d_wins"]) == "healthy"  # one dynamics signal: D winning while G still learns
+    assert monitor.decide(200, ["d_wins", "g_grad_vanishing"]) == "suspect"  # D wins and G starves
+    assert monitor.decide(300, ["d_wins", "g_grad_vanishing", "d_loss_low"]) == "suspect"  # never collapsed
+    assert monitor.decide(400, ["diversity_ratio"]) == "suspect"  # one sample signal: suspect
+    assert monitor.decide(500, ["diversity_ratio", "coverage"]) == "suspect"  # collapse level, patience 1 of 2
+    assert monitor.decide(600, ["diversity_ratio", "coverage"]) == "collapsed"
+    assert monitor.decide(700, ["coverage"]) == "suspect"
+    assert monitor.decide(800, ["modes_covered"]) == "suspect"
+    assert monitor.decide(900, ["modes_covered"]) == "suspect"  # one sample signal never collapses
+    assert monitor.decide(1000, ["modes_covered", "mode_kl", "d_wins"]) == "suspect"
+    assert monitor.decide(1100, ["modes_covered", "mode_kl"]) == "collapsed"
+    assert monitor.decide(1200, []) == "healthy"
+
+
+def test_fired_signals_compare_with_thresholds():
+    monitor = ModeCollapseMonitor(modes_threshold=0.75, kl_threshold=0.5, diversity_threshold=0.5, coverage_threshold=0.25)
+    healthy = {"modes_covered": 8, "modes_in_data": 8, "mode_kl": 0.05, "diversity_ratio": 0.9, "coverage": 0.8,
+               "d_accuracy_real": 0.6, "d_accuracy_fake": 0.7, "d_loss": 1.2, "g_loss_change": 0.1,
+               "g_grad_norm": 0.5, "g_grad_norm_max": 1.0}
+    assert monitor.fired_signals(healthy) == []
+    sick = {**healthy, "modes_covered": 5, "mode_kl": 0.7, "diversity_ratio": 0.3, "coverage": 0.1,
+            "d_accuracy_real": 1.0, "d_accuracy_fake": 1.0, "d_loss": 0.01, "g_grad_norm": 0.001}
+    assert monitor.fired_signals(sick) == [
+        "modes_covered", "mode_kl", "diversity_ratio", "coverage", "d_wins", "d_loss_low", "g_grad_vanishing"
+    ]
+    assert monitor.fired_signals({"diversity_ratio": math.nan, "coverage": math.nan}) == []  # unavailable: silent
+
+
+def test_warning_names_the_signals_and_a_remedy():
+    monitor = ModeCollapseMonitor()
+    monitor.fired = ["modes_covered", "coverage", "d_wins"]
+    monitor.signal_history = [{"modes_covered": 2.0, "modes_in_data": 8.0, "coverage": 0.03,
+                               "d_accuracy_real": 1.0, "d_accuracy_fake": 1.0}]
+    with pytest.warns(UserWarning) as record:
+        monitor._warn_change(1250, "suspect", "collapsed")
+    text = str(record[0].message)
+    assert "step 1250" in text and "suspect -> collapsed" in text
+    assert "modes_covered = 2/8" in text and "coverage = 0.030" in text and "d_wins" in text
+    assert "ModeSeekingRegularizer" in text and "PackedDiscriminator" in text and "InstanceNoise" in text
+
+
+@pytest.mark.parametrize(
+    "kwargs, fragment",
+    [
+        ({"action": "rollback"}, "needs at least one remedy"),
+        ({"action": "restart"}, "action must be"),
+        ({"every_n_steps": 0}, "every_n_steps"),
+        ({"num_samples": 5, "k": 5}, "num_samples"),
+        ({"coverage_threshold": 2.0}, "coverage_threshold"),
+        ({"classifier": "/nonexistent/classifier.pt"}, "classifier"),
+    ],
+)
+def test_bad_options_say_how_to_fix_them(kwargs, fragment):
+    with pytest.raises(ConfigurationError, match=fragment):
+        ModeCollapseMonitor(**kwargs)
+
+
+# ---------------------------------------------------------------------- remedies
+def test_remedies_do_not_stack():
+    module = tiny_gan()
+    remedy = AddRegularizer(ModeSeekingRegularizer())
+    remedy.apply(module)
+    assert "already" in remedy.apply(module)
+    assert sum(isinstance(r, ModeSeekingRegularizer) for r in module.regularizers) == 1
+    noise = AddInputTransform(InstanceNoise(std=0.05))
+    noise.apply(module)
+    noise.apply(module)
+    assert len(module.input_transforms) == 1
+
+
+def test_scale_learning_rate_in_place_once():
+    module = tiny_gan()
+    trainer = quiet_trainer(max_steps=1)
+    trainer.fit(module, tiny_ring())
+    opt_d = trainer.optimizers[1]
+    before = opt_d.param_groups[0]["lr"]
+    remedy = ScaleLearningRate("discriminator", 0.5)
+    remedy.apply(module)
+    remedy.apply(module)
+    assert opt_d.param_groups[0]["lr"] == pytest.approx(before * 0.5)
+    assert trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx(before)
+    restored = torch.optim.Adam(module.discriminator.parameters())
+    restored.load_state_dict(opt_d.state_dict())  # the marker travels with the optimizer state (resume, rollback)
+    assert any(k.startswith("gan_lightning_lr_scaled") for k in restored.param_groups[0])
+    with pytest.raises(ConfigurationError):
+        ScaleLearningRate("critic")
+
+
+# ---------------------------------------------------------------------- training runs
+class RingGenerator(nn.Module):
+    """Maps z to the ring8 mixture itself (healthy), or to one mode once ``collapsed`` is set."""
+
+    latent_dim = 4
+
+    def __init__(self):
+        super().__init__()
+        self.shift = nn.Parameter(torch.zeros(2))
+        self.collapsed = False
+
+    def forward(self, z):
+        angle = torch.atan2(z[:, 1], z[:, 0])
+        index = ((angle + math.pi) / (2 * math.pi) * 8).long().clamp(0, 7)
+        if self.collapsed:
+            index = torch.zeros_like(index)
+        return MODES.to(z.device)[index] + STD * z[:, 2:4] + self.shift
+
+
+class CollapseAt(Callback):
+    """Collapse the RingGenerator from generator step ``step`` on (runs before the monitor in the callback list)."""
+
+    def __init__(self, step):
+        self.step = step
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if trainer.global_step >= self.step:
+            pl_module.generator.collapsed = True
+
+
+def ring_gan(**kwargs):
+    return tiny_gan(generator=RingGenerator(), generator_optimizer=lambda p: torch.optim.SGD(p, lr=0.0), **kwargs)
+
+
+def monitor(**kwargs):
+    kwargs = {"every_n_steps": 10, "num_samples": 200, "warmup_steps": 0, "patience": 1, "grad_batch_size": 16, **kwargs}
+    return ModeCollapseMonitor(**kwargs)
+
+
+def test_warn_action_flags_the_collapse_and_training_continues():
+    mon = monitor()
+    trainer = quiet_trainer(max_steps=60, callbacks=[CollapseAt(30), mon])
+    with pytest.warns(UserWarning, match="-> collapsed.*modes_covered = 1/8"):
+        trainer.fit(ring_gan(), tiny_ring())
+    assert trainer.global_step == 60
+    codes = dict(mon.history)
+    assert codes[10] == codes[20] == 0 and codes[30] == codes[60] == 2
+    assert mon.signal_history[0]["modes_covered"] == 8 and mon.signal_history[-1]["modes_covered"] == 1
+
+
+def test_stop_action_stops_training_early():
+    mon = monitor(action="stop")
+    trainer = quiet_trainer(max_steps=100, callbacks=[CollapseAt(30), mon])
+    with pytest.warns(UserWarning, match="stopping training at generator step 30"):
+        trainer.fit(ring_gan(), tiny_ring())
+    assert trainer.global_step == 30
+
+
+class CheckRollback(Callback):
+    """Right after the monitor rolls back, the module must equal the kept healthy state."""
+
+    def __init__(self, mon):
+        self.mon, self.seen, self.checked = mon, 0, 0
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if self.mon.rollbacks > self.seen:
+            self.seen = self.mon.rollbacks
+            saved = self.mon._healthy_state
+            assert saved["step"] == 20
+            for key, value in pl_module.state_dict().items():
+                assert torch.equal(value, saved["module"][key]), key
+            saved_opt = saved["optimizers"][1]["state"]
+            for index, state in trainer.optimizers[1].state_dict()["state"].items():
+                assert torch.equal(state["exp_avg"], saved_opt[index]["exp_avg"])
+            self.checked += 1
+
+
+def test_rollback_restores_the_healthy_state_and_applies_the_remedy_once():
+    mon = monitor(action="rollback", remedies=[AddRegularizer(ModeSeekingRegularizer())], max_rollbacks=2)
+    check = CheckRollback(mon)
+    module = ring_gan()
+    trainer = quiet_trainer(max_steps=60, callbacks=[CollapseAt(30), mon, check])
+    with pytest.warns(UserWarning, match="rolled back at generator step 30 to the healthy state of step 20"):
+        trainer.fit(module, tiny_ring())
+    assert check.checked == 2 and mon.rollbacks == 2  # the generator stays collapsed: rolled back twice, then warned
+    assert trainer.global_step == 60  # the step counter is not rewound
+    assert sum(isinstance(r, ModeSeekingRegularizer) for r in module.regularizers) == 1
+    assert mon.remedies_applied and mon.last_healthy_step == 20
+
+
+def test_state_dict_round_trip_loads_with_weights_only(tmp_path):
+    mon = monitor()
+    trainer = quiet_trainer(max_steps=40, callbacks=[CollapseAt(30), mon], enable_checkpointing=False)
+    with pytest.warns(UserWarning):
+        trainer.fit(ring_gan(), tiny_ring())
+    path = tmp_path / "run.ckpt"
+    trainer.save_checkpoint(path)
+    checkpoint = torch.load(path, weights_only=True)
+    state = checkpoint["callbacks"]["ModeCollapseMonitor"]
+    buffer = io.BytesIO()
+    torch.save(mon.state_dict(), buffer)
+    buffer.seek(0)
+    fresh = ModeCollapseMonitor()
+    fresh.load_state_dict(torch.load(buffer, weights_only=True))
+    assert fresh.history == mon.history == [(10, 0), (20, 0), (30, 2), (40, 2)]
+    assert fresh.status == "collapsed" and fresh.last_healthy_step == 20 and fresh.last_checked == 40
+    assert fresh.consecutive == mon.consecutive and fresh.max_grad_norm == pytest.approx(mon.max_grad_norm)
+    assert state["status"] == 2
+
+
+class ConstantGenerator(nn.Module):
+    """Every latent gives the same (learnable) point: total collapse."""
+
+    latent_dim = 2
+
+    def __init__(self):
+        super().__init__()
+        self.point = nn.Parameter(torch.tensor([1.0, 0.0]))
+
+    def forward(self, z):
+        return self.point.expand(z.shape[0], 2) + 0 * z[:, :1]
+
+
+def test_tiny_fit_with_a_constant_generator_is_flagged_and_logged():
+    logged = {}
+
+    class Capture(Callback):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            logged.update({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("collapse/")})
+
+    mon = ModeCollapseMonitor(every_n_steps=10, num_samples=100, warmup_steps=10, patience=2, grad_batch_size=8)
+    trainer = quiet_trainer(max_steps=40, callbacks=[mon, Capture()])
+    with pytest.warns(UserWarning, match="collapsed"):
+        trainer.fit(tiny_gan(generator=ConstantGenerator()), tiny_ring())
+    assert [code for _, code in mon.history] == [1, 2, 2, 2]  # warm-up ends at 10: suspect, then collapsed
+    assert {"modes_covered", "diversity_ratio", "coverage"} <= set(mon.fired)
+    assert logged["collapse/status"] == 2.0 and logged["collapse/diversity_ratio"] < 1e-6
+    assert logged["collapse/modes_covered"] <= 1
+
+
+class NearestMode(nn.Module):
+    """A "classifier" of the ring's modes: logits = minus the distance to each mode."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("modes", MODES.clone())
+
+    def forward(self, x):
+        return -torch.cdist(x, self.modes)
+
+
+class Double(nn.Module):
+    def forward(self, x):
+        return 2 * x
+
+
+def test_classifier_and_feature_extractor_from_files(tmp_path):
+    torch.jit.save(torch.jit.script(NearestMode()), tmp_path / "classifier.pt")
+    torch.save(Double(), tmp_path / "features.pt")
+    mon = ModeCollapseMonitor(every_n_steps=10, num_samples=100, warmup_steps=0, classifier=str(tmp_path / "classifier.pt"),
+                              feature_extractor=str(tmp_path / "features.pt"), grad_batch_size=0)
+    trainer = quiet_trainer(max_steps=10, callbacks=[mon])
+    trainer.fit(ring_gan(), tiny_ring())
+    values = mon.signal_history[-1]
+    assert values["modes_covered"] == 8 and values["mode_kl"] < 0.2
+    assert 0.8 < values["diversity_ratio"] < 1.2 and "g_grad_norm" not in values
