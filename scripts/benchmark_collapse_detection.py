@@ -25,14 +25,16 @@ Configurations (networks, batch and data of ``experiments/{mixture}_all_modes.ya
   (MultiStepLR): a generator suddenly much faster than its discriminator, which jumps from mode to mode and drops most;
 - ``collapse-early``: the same networks with D's learning rate at 1e-4 (G 10x faster from the start): never spreads.
 
-    python scripts/benchmark_collapse_detection.py mixtures --seeds 2 3 4 5 6         # detection on ring8 and grid25
-    python scripts/benchmark_collapse_detection.py digits --seeds 2 3 4 5 6           # classifier histogram on digits
-    python scripts/benchmark_collapse_detection.py rollback --seeds 2 3 4 5 6         # rollback + remedy vs warn
-    python scripts/benchmark_collapse_detection.py cost                                # time with / without the monitor
-    python scripts/benchmark_collapse_detection.py report --markdown scripts/collapse_results.md
-    python scripts/benchmark_collapse_detection.py plot --output docs/images/collapse_signals.png
+    python scripts/benchmark_collapse_detection.py mixtures          # detection on ring8 and grid25 (about 35 min)
+    python scripts/benchmark_collapse_detection.py digits            # classifier histogram on digits (about 12 min)
+    python scripts/benchmark_collapse_detection.py rollback --mixtures ring8 --remedies scale-g-lr mode-seeking
+    python scripts/benchmark_collapse_detection.py cost --cost_repeats 3   # CPU time with / without the monitor
+    python scripts/benchmark_collapse_detection.py report
+    python scripts/benchmark_collapse_detection.py plot --plot_seed 8 --output docs/images/collapse_signals.png
 
-Results accumulate in ``--results`` (JSON lines; a run already there is not trained again).
+Seeds: the monitor's thresholds were tuned on seeds 0-1; seeds 2-6 were a first check (they led to the KL threshold
+being relative to log(modes)); the reported results are seeds 7-11 (the default). Results accumulate in ``--results``
+(JSON lines; a run already there is not trained again).
 """
 
 from __future__ import annotations
@@ -458,10 +460,10 @@ def plot(records: list[dict[str, Any]], output: Path, data: str, seed: int) -> N
     defaults = ModeCollapseMonitor()
     panels = [
         ("modes", "modes covered (monitor) / captured (exact)", None),
-        ("mode_kl", "KL(generated modes || data)", defaults.thresholds["mode_kl"]),
+        ("mode_kl", "KL(generated modes || data), nats", defaults.thresholds["mode_kl"] * math.log(pick["healthy"]["total_modes"])),
         ("diversity_ratio", "diversity ratio", defaults.thresholds["diversity_ratio"]),
         ("coverage", "coverage (k = 5)", defaults.thresholds["coverage"]),
-        ("d_accuracy_fake", "D accuracy on fakes (last step)", None),
+        ("losses", "D loss (solid) and G loss (dashed), last step", None),
         ("status", "status (0 healthy, 1 suspect, 2 collapsed)", None),
     ]
     limit = max(r["steps"] for r in pick.values() if r["config"] != "healthy")
@@ -477,6 +479,9 @@ def plot(records: list[dict[str, Any]], output: Path, data: str, seed: int) -> N
                 exact = [e for e in r["exact"] if e[0] <= limit]
                 ax.plot([e[0] for e in exact], [e[1] for e in exact], color=colours[config], ls=":", label=f"{config}: exact")
                 ax.axhline(defaults.thresholds["modes_covered"] * r["total_modes"], color="0.4", ls="--", lw=0.8)
+            elif name == "losses":
+                ax.plot(steps, [s.get("d_loss", math.nan) for s in sig], color=colours[config])
+                ax.plot(steps, [s.get("g_loss", math.nan) for s in sig], color=colours[config], ls="--")
             else:
                 ax.plot(steps, [s.get(name, math.nan) for s in sig], color=colours[config], label=config)
             if r["alarm"] is not None and r["alarm"] <= limit:
@@ -491,9 +496,9 @@ def plot(records: list[dict[str, Any]], output: Path, data: str, seed: int) -> N
     axes[0, 0].legend(fontsize=7)
     for ax in axes[1]:
         ax.set_xlabel("generator step")
-    fig.suptitle(f"ModeCollapseMonitor on {data} (seed {seed}): healthy ({data}_all_modes) vs collapse-late "
-                 "(G lr x10 at step 2000). Dashed: thresholds; grey: warm-up; solid vertical: alarm; dotted: exact loss of modes",
-                 fontsize=9)
+    fig.suptitle(f"ModeCollapseMonitor on {data}, seed {seed}: healthy ({data}_all_modes, blue) vs collapse-late "
+                 "(ring8_collapse: G lr x10 at step 2000, red)\ngrey dashed: thresholds; grey band: warm-up; "
+                 "vertical lines: alarm (solid) and loss of modes by the exact PacGAN count (dotted)", fontsize=9)
     fig.tight_layout()
     output.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(output, dpi=110)
@@ -503,7 +508,7 @@ def plot(records: list[dict[str, Any]], output: Path, data: str, seed: int) -> N
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", choices=["mixtures", "digits", "rollback", "cost", "report", "plot"])
-    parser.add_argument("--seeds", nargs="+", type=int, default=[2, 3, 4, 5, 6])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[7, 8, 9, 10, 11])
     parser.add_argument("--mixtures", nargs="+", default=["ring8", "grid25"], choices=["ring8", "grid25"])
     parser.add_argument("--configs", nargs="+", default=None)
     parser.add_argument("--remedies", nargs="+", default=["scale-g-lr"], choices=REMEDY_NAMES)

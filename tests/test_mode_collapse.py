@@ -111,7 +111,7 @@ def test_status_rule():
 
 
 def test_fired_signals_compare_with_thresholds():
-    monitor = ModeCollapseMonitor(modes_threshold=0.75, kl_threshold=0.5, diversity_threshold=0.5, coverage_threshold=0.25)
+    monitor = ModeCollapseMonitor(modes_threshold=0.75, kl_threshold=0.2, diversity_threshold=0.5, coverage_threshold=0.25)
     healthy = {"modes_covered": 8, "modes_in_data": 8, "mode_kl": 0.05, "diversity_ratio": 0.9, "coverage": 0.8,
                "d_accuracy_real": 0.6, "d_accuracy_fake": 0.7, "d_loss": 1.2, "g_loss_change": 0.1,
                "g_grad_norm": 0.5, "g_grad_norm_max": 1.0}
@@ -122,6 +122,9 @@ def test_fired_signals_compare_with_thresholds():
         "modes_covered", "mode_kl", "diversity_ratio", "coverage", "d_wins", "d_loss_low", "g_grad_vanishing"
     ]
     assert monitor.fired_signals({"diversity_ratio": math.nan, "coverage": math.nan}) == []  # unavailable: silent
+    # the KL threshold is a share of log(modes), the KL of a single mode: 0.2 x log 8 = 0.42, 0.2 x log 25 = 0.64
+    assert monitor.fired_signals({"mode_kl": 0.5, "modes_covered": 25, "modes_in_data": 25}) == []
+    assert monitor.fired_signals({"mode_kl": 0.5, "modes_covered": 8, "modes_in_data": 8}) == ["mode_kl"]
 
 
 def test_warning_names_the_signals_and_a_remedy():
@@ -145,6 +148,7 @@ def test_warning_names_the_signals_and_a_remedy():
         ({"every_n_steps": 0}, "every_n_steps"),
         ({"num_samples": 5, "k": 5}, "num_samples"),
         ({"coverage_threshold": 2.0}, "coverage_threshold"),
+        ({"kl_threshold": 1.5}, "share of log"),
         ({"classifier": "/nonexistent/classifier.pt"}, "classifier"),
     ],
 )

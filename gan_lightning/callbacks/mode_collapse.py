@@ -78,7 +78,9 @@ class ModeCollapseMonitor(Callback):
     ==================== ============================================================= ===============================
     ``modes_covered``    modes (known mixture modes, or a classifier's classes) that    < ``modes_threshold`` (0.8) ×
                          get at least ``min_mode_fraction`` (10 %) of their data share  the modes present in the data
-    ``mode_kl``          KL(generated mode histogram ‖ data histogram), nats            > ``kl_threshold`` (0.5)
+    ``mode_kl``          KL(generated mode histogram ‖ data histogram), nats            > ``kl_threshold`` (0.2) ×
+                                                                                        log(modes): a share of the KL
+                                                                                        of a single mode
     ``diversity_ratio``  mean pairwise distance, generated / real, in feature space     < ``diversity_threshold`` (0.5)
     ``coverage``         coverage of Naeem et al. 2020, k = ``k`` (5)                   < ``coverage_threshold`` (0.1)
     ``d_wins``           D accuracy on the last step's real and fake batch              both ≥ ``d_accuracy_threshold``
@@ -164,7 +166,7 @@ class ModeCollapseMonitor(Callback):
         mode_radius: Optional[float] = None,
         min_mode_fraction: float = 0.1,
         modes_threshold: float = 0.8,
-        kl_threshold: float = 0.5,
+        kl_threshold: float = 0.2,
         diversity_threshold: float = 0.5,
         coverage_threshold: float = 0.1,
         d_accuracy_threshold: float = 0.99,
@@ -193,7 +195,8 @@ class ModeCollapseMonitor(Callback):
             "remedies: [{class_path: gan_lightning.remedies.AddRegularizer, init_args: {regularizer: "
             "{class_path: gan_lightning.regularizers.ModeSeekingRegularizer}}}]",
         )
-        need(all(isinstance(r, Remedy) for r in remedies or []), "remedies must be gan_lightning.remedies.Remedy objects")
+        need(all(isinstance(r, Remedy) for r in remedies or []),
+             "remedies must be gan_lightning.remedies.Remedy objects (class_path: gan_lightning.remedies.…)")
         need(patience >= 1, f"patience must be >= 1, got {patience}")
         need(warmup_steps >= 0, f"warmup_steps must be >= 0, got {warmup_steps}")
         need(max_rollbacks >= 0, f"max_rollbacks must be >= 0, got {max_rollbacks}")
@@ -203,7 +206,10 @@ class ModeCollapseMonitor(Callback):
                             ("coverage_threshold", coverage_threshold), ("d_accuracy_threshold", d_accuracy_threshold),
                             ("grad_vanish_ratio", grad_vanish_ratio)):
             need(0.0 <= value <= 1.0, f"{name} must be in [0, 1], got {value}")
-        need(kl_threshold >= 0 and diversity_threshold >= 0 and d_loss_threshold >= 0, "thresholds must be >= 0")
+        need(0.0 <= kl_threshold <= 1.0,
+             f"kl_threshold is a share of log(number of modes), in [0, 1]; got {kl_threshold}")
+        need(diversity_threshold >= 0 and d_loss_threshold >= 0,
+             "diversity_threshold and d_loss_threshold must be >= 0")
         self.every_n_steps, self.num_samples, self.seed, self.use_ema = every_n_steps, num_samples, seed, use_ema
         self.feature_extractor = load_network(feature_extractor, "feature_extractor")
         self.classifier = load_network(classifier, "classifier")
@@ -301,13 +307,14 @@ class ModeCollapseMonitor(Callback):
         fired = []
         if "modes_covered" in values and values["modes_covered"] < t["modes_covered"] * values["modes_in_data"]:
             fired.append("modes_covered")
-        if values.get("mode_kl", math.nan) > t["mode_kl"]:
+        if values.get("mode_kl", math.nan) > t["mode_kl"] * math.log(max(values.get("modes_in_data", 1), 2)):
             fired.append("mode_kl")
         if values.get("diversity_ratio", math.nan) < t["diversity_ratio"]:
             fired.append("diversity_ratio")
         if values.get("coverage", math.nan) < t["coverage"]:
             fired.append("coverage")
-        if min(values.get("d_accuracy_real", math.nan), values.get("d_accuracy_fake", math.nan)) >= t["d_wins"]:
+        accuracy = (values.get("d_accuracy_real", math.nan), values.get("d_accuracy_fake", math.nan))
+        if accuracy[0] >= t["d_wins"] and accuracy[1] >= t["d_wins"]:
             fired.append("d_wins")
         if values.get("d_loss", math.nan) < t["d_loss_low"] and values.get("g_loss_change", math.nan) > 0:
             fired.append("d_loss_low")
@@ -397,7 +404,9 @@ class ModeCollapseMonitor(Callback):
         dataset = datamodule.train_dataset
         n = min(self.num_samples, len(dataset))
         if n <= self.k:
-            raise ConfigurationError(f"ModeCollapseMonitor: the dataset has {n} samples; it needs more than k={self.k}.")
+            raise ConfigurationError(
+                f"ModeCollapseMonitor: the dataset has {n} samples; it needs more than k={self.k} (lower k)."
+            )
         real = datamodule.real_batch(n).float().to(device)
         real_labels = None
         if getattr(pl_module, "num_classes", 0):
@@ -436,7 +445,8 @@ class ModeCollapseMonitor(Callback):
     def _assign(self, x: Tensor, device: torch.device, batch_size: int = 250) -> Tensor:
         """Mode of each sample: the classifier's label, or the nearest known mode (-1 outside ``mode_radius``)."""
         if self.classifier is not None:
-            return torch.cat([self.classifier(x[i : i + batch_size].to(device)).argmax(1) for i in range(0, len(x), batch_size)])
+            chunks = [x[i : i + batch_size].to(device) for i in range(0, len(x), batch_size)]
+            return torch.cat([self.classifier(chunk).argmax(1) for chunk in chunks])
         assert self._modes is not None
         return cs.nearest_mode(x, self._modes, self.mode_radius)
 
@@ -467,12 +477,15 @@ class ModeCollapseMonitor(Callback):
             return (f"d_wins: D accuracy real {values.get('d_accuracy_real', math.nan):.3f} and fake "
                     f"{values.get('d_accuracy_fake', math.nan):.3f} (>= {t})")
         if name == "d_loss_low":
-            return f"d_loss_low: D loss {values.get('d_loss', math.nan):.4f} (< {t}) while G loss rose to {values.get('g_loss', math.nan):.3f}"
+            return (f"d_loss_low: D loss {values.get('d_loss', math.nan):.4f} (< {t}) while G loss rose to "
+                    f"{values.get('g_loss', math.nan):.3f}")
         if name == "g_grad_vanishing":
             return (f"g_grad_vanishing: G gradient norm {values.get('g_grad_norm', math.nan):.3g} (< {t} x the largest "
                     f"so far, {values.get('g_grad_norm_max', math.nan):.3g})")
-        op = ">" if name == "mode_kl" else "<"
-        return f"{name} = {values.get(name, math.nan):.3f} ({op} {t})"
+        if name == "mode_kl":
+            limit = t * math.log(max(values.get("modes_in_data", 1), 2))
+            return f"mode_kl = {values.get(name, math.nan):.3f} nats (> {t} x log(modes) = {limit:.3f})"
+        return f"{name} = {values.get(name, math.nan):.3f} (< {t})"
 
     def _keep_healthy(self, trainer: Trainer, pl_module: LightningModule, step: int) -> None:
         self.last_healthy_step = step
