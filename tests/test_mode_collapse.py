@@ -354,3 +354,31 @@ def test_classifier_and_feature_extractor_from_files(tmp_path):
     values = mon.signal_history[-1]
     assert values["modes_covered"] == 8 and values["mode_kl"] < 0.2
     assert 0.8 < values["diversity_ratio"] < 1.2 and "g_grad_norm" not in values
+
+
+def test_inception_features_for_images_and_a_clear_error_otherwise(tmp_path):
+    from gan_lightning.data import DigitsDataModule
+    from gan_lightning.metrics.features import InceptionV3Features
+    from gan_lightning.networks import DCGANDiscriminator, DCGANGenerator
+    from test_metrics_image import save_random_inception_weights  # the real architecture, random weights (offline)
+
+    weights = tmp_path / "inception.pth"
+    save_random_inception_weights(weights)
+    mon = ModeCollapseMonitor(every_n_steps=2, num_samples=8, k=2, warmup_steps=0, grad_batch_size=0,
+                              feature_extractor="inception", feature_extractor_weights=str(weights))
+    assert mon.feature_extractor == "inception"  # nothing is loaded (or downloaded) before the first check
+    gan = tiny_gan(generator=DCGANGenerator(latent_dim=8, image_size=8, channels=1, width=8),
+                   discriminator=DCGANDiscriminator(image_size=8, channels=1, width=8))
+    quiet_trainer(max_steps=2, callbacks=[mon]).fit(gan, DigitsDataModule(image_size=8, batch_size=8))
+    assert isinstance(mon.feature_extractor, InceptionV3Features)
+    assert mon._reference["features"].shape == (8, 2048)  # pool3 features of the real batch
+    assert math.isfinite(mon.signal_history[-1]["diversity_ratio"]) and 0 <= mon.signal_history[-1]["coverage"] <= 1
+
+    with pytest.raises(ConfigurationError, match="takes images"):
+        quiet_trainer(max_steps=2, callbacks=[ModeCollapseMonitor(
+            every_n_steps=2, num_samples=8, k=2, grad_batch_size=0, feature_extractor="inception",
+            feature_extractor_weights=str(weights))]).fit(tiny_gan(), tiny_ring())
+    with pytest.raises(ConfigurationError, match="does not exist"):
+        quiet_trainer(max_steps=2, callbacks=[ModeCollapseMonitor(
+            every_n_steps=2, num_samples=8, k=2, grad_batch_size=0, feature_extractor="inception",
+            feature_extractor_weights=str(tmp_path / "missing.pth"))]).fit(gan, DigitsDataModule(image_size=8, batch_size=8))

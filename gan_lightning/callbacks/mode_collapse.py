@@ -32,6 +32,7 @@ from gan_lightning.callbacks._run_dir import resolve_run_dir
 from gan_lightning.callbacks.diagnostics import discriminator_accuracy, log_scalars
 from gan_lightning.errors import ConfigurationError
 from gan_lightning.losses import WassersteinLoss
+from gan_lightning.metrics.features import FeatureExtractor, to_uint8
 from gan_lightning.remedies import Remedy
 
 STATUSES = ("healthy", "suspect", "collapsed")
@@ -134,8 +135,11 @@ class ModeCollapseMonitor(Callback):
         use_ema: monitor ``generator_ema`` instead of the raw generator. Off by default: the raw generator is the
             one the optimizer pushes from mode to mode; an average over its recent weights can hide that.
         feature_extractor: ``nn.Module`` (or the path of a ``torch.jit.save`` / ``torch.save(module)`` file) mapping
-            samples to features for the diversity ratio and coverage; default: the samples themselves (pixels, 2D
-            points). Nothing is downloaded.
+            samples to features for the diversity ratio and coverage, or ``"inception"``: the pool3 features of
+            the InceptionV3 that FID uses (images only; the weights come from ``feature_extractor_weights``,
+            ``$GAN_LIGHTNING_INCEPTION_WEIGHTS`` or torch.hub's cache, downloaded at the first check when missing).
+            Default: the samples themselves (pixels, 2D points), which is cheap and enough for small images.
+        feature_extractor_weights: path of the InceptionV3 weights for ``feature_extractor: inception``.
         classifier: ``nn.Module`` (or a path) mapping samples to class logits; its label histogram gives the mode
             signals on labelled data. Without it, datamodules with known ``modes`` (the 2D mixtures) use the
             nearest mode within ``mode_radius`` (default: half the smallest distance between modes).
@@ -161,6 +165,7 @@ class ModeCollapseMonitor(Callback):
         seed: int = 4321,
         use_ema: bool = False,
         feature_extractor: Union[nn.Module, str, None] = None,
+        feature_extractor_weights: Optional[str] = None,
         classifier: Union[nn.Module, str, None] = None,
         k: int = 5,
         mode_radius: Optional[float] = None,
@@ -211,7 +216,11 @@ class ModeCollapseMonitor(Callback):
         need(diversity_threshold >= 0 and d_loss_threshold >= 0,
              "diversity_threshold and d_loss_threshold must be >= 0")
         self.every_n_steps, self.num_samples, self.seed, self.use_ema = every_n_steps, num_samples, seed, use_ema
-        self.feature_extractor = load_network(feature_extractor, "feature_extractor")
+        #: "inception" stays a name until the first check builds it (so a missing weights file fails there, with
+        #: the download instructions, and constructing the callback never downloads).
+        self.feature_extractor = (feature_extractor if feature_extractor == "inception"
+                                  else load_network(feature_extractor, "feature_extractor"))
+        self.feature_extractor_weights = feature_extractor_weights
         self.classifier = load_network(classifier, "classifier")
         self.k, self.mode_radius, self.min_mode_fraction = k, mode_radius, min_mode_fraction
         self.thresholds = {
@@ -411,6 +420,15 @@ class ModeCollapseMonitor(Callback):
         real_labels = None
         if getattr(pl_module, "num_classes", 0):
             real_labels = torch.stack([torch.as_tensor(dataset[i][1]) for i in range(n)]).long().to(device)
+        if self.feature_extractor == "inception":
+            if real.dim() != 4:
+                raise ConfigurationError(
+                    f"ModeCollapseMonitor: feature_extractor 'inception' takes images, but the data has shape "
+                    f"{tuple(real.shape[1:])}; leave feature_extractor unset for non-image data."
+                )
+            from gan_lightning.metrics.features import InceptionV3Features
+
+            self.feature_extractor = InceptionV3Features(self.feature_extractor_weights)
         if self.feature_extractor is not None:
             self.feature_extractor.to(device).eval()
         if self.classifier is not None:
@@ -439,6 +457,8 @@ class ModeCollapseMonitor(Callback):
     def _features(self, x: Tensor, device: torch.device, batch_size: int = 250) -> Tensor:
         if self.feature_extractor is None:
             return x.flatten(1).float()
+        if isinstance(self.feature_extractor, FeatureExtractor):  # Inception: uint8 images in, float32 features out
+            return self.feature_extractor.extract(to_uint8(x), batch_size=64).pool.to(device)
         chunks = [self.feature_extractor(x[i : i + batch_size].to(device)) for i in range(0, len(x), batch_size)]
         return torch.cat([c[0] if isinstance(c, (tuple, list)) else c for c in chunks]).flatten(1).float()
 
