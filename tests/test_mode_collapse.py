@@ -278,6 +278,19 @@ def test_rollback_restores_the_healthy_state_and_applies_the_remedy_once():
     assert mon.remedies_applied and mon.last_healthy_step == 20
 
 
+def test_rollback_from_the_healthy_checkpoint_file_when_no_copy_is_in_memory(tmp_path):
+    # keep_healthy_state=False: only last_healthy.ckpt holds the healthy state, as after a resume
+    mon = monitor(action="rollback", remedies=[ScaleLearningRate("discriminator", 0.5)], max_rollbacks=1,
+                  keep_healthy_state=False, save_healthy_checkpoint=True)
+    check = CheckRollback(mon)
+    trainer = quiet_trainer(max_steps=40, callbacks=[CollapseAt(30), mon, check], default_root_dir=tmp_path)
+    with pytest.warns(UserWarning, match="rolled back at generator step 30 to the healthy state of step 20"):
+        trainer.fit(ring_gan(), tiny_ring())
+    assert check.checked == 1 and mon.rollbacks == 1
+    checkpoint = torch.load(tmp_path / "checkpoints" / "last_healthy.ckpt", weights_only=True)
+    assert checkpoint["global_step"] == 20 and not list((tmp_path / "checkpoints").glob("*.tmp"))
+
+
 def test_state_dict_round_trip_loads_with_weights_only(tmp_path):
     mon = monitor()
     trainer = quiet_trainer(max_steps=40, callbacks=[CollapseAt(30), mon], enable_checkpointing=False)

@@ -119,8 +119,9 @@ class ModeCollapseMonitor(Callback):
     ``max_rollbacks`` times (then it warns). Lightning's counters are not rewound: the global step keeps counting,
     so a run with ``max_steps`` trains fewer steps after the healthy point, and schedules continue from the current
     step. Snapshots are taken at every healthy check (in memory: one copy of the module and optimizer states;
-    ``save_healthy_checkpoint`` also writes ``<run dir>/checkpoints/last_healthy.ckpt`` atomically). They are not
-    part of the checkpoint: after a resume the monitor takes a new one at its next healthy check. The checkpointed
+    ``save_healthy_checkpoint`` also writes ``<run dir>/checkpoints/last_healthy.ckpt`` atomically). The in-memory
+    copy is not part of the checkpoint; after a resume a rollback uses ``last_healthy.ckpt`` when it was written,
+    otherwise the monitor waits for its next healthy check. The checkpointed
     state (status history, last healthy step, rollbacks, whether the remedies are on) does resume: a resumed run
     switches its remedies on again.
 
@@ -541,6 +542,8 @@ class ModeCollapseMonitor(Callback):
                            f"(max_rollbacks={self.max_rollbacks}); continuing without rolling back.")
             return
         if self._healthy_state is None:
+            self._healthy_state = self._load_healthy_checkpoint(pl_module)
+        if self._healthy_state is None:
             rank_zero_warn(f"ModeCollapseMonitor: collapsed at step {step} but no healthy state was kept yet "
                            f"(no healthy check since step {self.warmup_steps}, or since a resume); continuing.")
             return
@@ -553,6 +556,20 @@ class ModeCollapseMonitor(Callback):
             f"ModeCollapseMonitor: rolled back at generator step {step} to the healthy state of step "
             f"{self._healthy_state['step']} (the step counter keeps counting) and switched on: {'; '.join(done)}."
         )
+
+    def _load_healthy_checkpoint(self, pl_module: LightningModule) -> Optional[dict[str, Any]]:
+        """The state of ``last_healthy.ckpt`` (``save_healthy_checkpoint``) when no copy is in memory: after a resume,
+        or with ``keep_healthy_state: false`` to save memory. Only a file of this run's last healthy step counts."""
+        if self._run_dir is None:
+            return None
+        path = self._run_dir / "checkpoints" / "last_healthy.ckpt"
+        if not path.is_file():
+            return None
+        checkpoint = torch.load(path, map_location=pl_module.device, weights_only=False)
+        if int(checkpoint.get("global_step", -1)) != self.last_healthy_step:
+            return None
+        return {"step": self.last_healthy_step, "module": checkpoint["state_dict"],
+                "optimizers": checkpoint["optimizer_states"]}
 
     def restore_healthy_state(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """Copy the kept weights and optimizer moments back in place; learning rates and other hyper-parameters
