@@ -7,6 +7,7 @@ The table gives mean ± standard error over seeds, the generator steps and the C
 
     python scripts/benchmark_modes.py                        # all configs, 5 seeds, both mixtures, 2 processes
     python scripts/benchmark_modes.py --configs best --seeds 0 1 2 --mixtures ring8 --steps 5000
+    python scripts/benchmark_modes.py --table a.json b.json   # one table from the results of several invocations
 
 Runs are independent processes (one thread each), ``--jobs`` at a time.
 """
@@ -119,7 +120,12 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2, help="runs in parallel, one thread each")
     parser.add_argument("--output", default="benchmark_modes.json", help="raw results (JSON)")
     parser.add_argument("--override", action="append", default=[], help="extra CLI option for every run (repeatable)")
+    parser.add_argument("--table", nargs="+", default=None, metavar="JSON",
+                        help="train nothing: print the table of these --output files together")
     args = parser.parse_args()
+    if args.table:
+        print(table([r for path in args.table for r in json.loads(Path(path).read_text())]))
+        return
 
     jobs = [(c, m, s, args.steps, tuple(args.override)) for m in args.mixtures for c in args.configs for s in args.seeds]
     print(f"{len(jobs)} runs on {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, {args.jobs} at a time", flush=True)
@@ -132,7 +138,7 @@ def main() -> None:
                 f"HQ {result['high_quality_percent']:.1f}% KL {result['reverse_kl']:.3f} ({result['steps']} steps, {result['cpu_s']:.0f} CPU s)",
                 flush=True,
             )
-    Path(args.output).write_text(json.dumps(results, indent=1))
+            Path(args.output).write_text(json.dumps(results, indent=1))  # after every run: a killed job keeps its results
     print()
     print(table(results))
 
