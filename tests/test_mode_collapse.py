@@ -395,3 +395,26 @@ def test_inception_features_for_images_and_a_clear_error_otherwise(tmp_path):
         quiet_trainer(max_steps=2, callbacks=[ModeCollapseMonitor(
             every_n_steps=2, num_samples=8, k=2, grad_batch_size=0, feature_extractor="inception",
             feature_extractor_weights=str(tmp_path / "missing.pth"))]).fit(gan, DigitsDataModule(image_size=8, batch_size=8))
+
+
+def test_rollback_with_remedies_from_yaml(tmp_path):
+    """The ring8_collapse experiment with its commented-out rollback lines switched on builds through the CLI."""
+    import yaml
+
+    from conftest import ROOT
+    from gan_lightning.cli import GANLightningCLI
+
+    config = yaml.safe_load((ROOT / "experiments" / "ring8_collapse.yaml").read_text())
+    entry = next(c for c in config["trainer"]["callbacks"] if c["class_path"].endswith("ModeCollapseMonitor"))
+    entry["init_args"].update(action="rollback", remedies=[
+        {"class_path": "gan_lightning.remedies.ScaleLearningRate", "init_args": {"network": "generator", "factor": 0.1}},
+        {"class_path": "gan_lightning.remedies.AddRegularizer",
+         "init_args": {"regularizer": {"class_path": "gan_lightning.regularizers.ModeSeekingRegularizer"}}},
+    ])
+    path = tmp_path / "rollback.yaml"
+    path.write_text(yaml.safe_dump(config))
+    cli = GANLightningCLI(args=["--config", str(path), "--trainer.logger=false"], run=False, save_config_callback=None)
+    mon = next(c for c in cli.trainer.callbacks if isinstance(c, ModeCollapseMonitor))
+    assert mon.action == "rollback" and mon.keep_healthy_state
+    assert isinstance(mon.remedies[0], ScaleLearningRate) and mon.remedies[0].factor == 0.1
+    assert isinstance(mon.remedies[1], AddRegularizer) and isinstance(mon.remedies[1].regularizer, ModeSeekingRegularizer)
