@@ -16,7 +16,7 @@ its config, without them), so they must not stack. In YAML they are ``class_path
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from lightning.pytorch import LightningModule
 
@@ -36,6 +36,14 @@ class Remedy:
         return f"{type(self).__name__}({args})"
 
 
+def _append_once(items: list, item: Any, where: str) -> str:
+    """Append ``item`` unless an object of its class is already there (a rollback or resume applies remedies again)."""
+    if any(type(existing) is type(item) for existing in items):
+        return f"{type(item).__name__} already on"
+    items.append(item)
+    return f"added {item!r} to {where}"
+
+
 class AddRegularizer(Remedy):
     """Append a regularizer to ``pl_module.regularizers``, e.g. mode seeking (Mao et al. 2019), which rewards
     distinct samples for distinct latents. Skipped when a regularizer of the same class is already there."""
@@ -51,11 +59,7 @@ class AddRegularizer(Remedy):
         self.regularizer = regularizer
 
     def apply(self, pl_module: LightningModule) -> str:
-        regularizers = pl_module.regularizers
-        if any(type(reg) is type(self.regularizer) for reg in regularizers):
-            return f"{type(self.regularizer).__name__} already on"
-        regularizers.append(self.regularizer)
-        return f"added {self.regularizer!r} to the {self.regularizer.phase} loss"
+        return _append_once(pl_module.regularizers, self.regularizer, f"the {self.regularizer.phase} loss")
 
 
 class AddInputTransform(Remedy):
@@ -72,11 +76,7 @@ class AddInputTransform(Remedy):
         self.transform = transform
 
     def apply(self, pl_module: LightningModule) -> str:
-        transforms = pl_module.input_transforms
-        if any(type(t) is type(self.transform) for t in transforms):
-            return f"{type(self.transform).__name__} already on"
-        transforms.append(self.transform)
-        return f"added {self.transform!r} to the discriminator's inputs"
+        return _append_once(pl_module.input_transforms, self.transform, "the discriminator's inputs")
 
 
 #: Marker prefix in an optimizer param group: a factor this remedy already applied (saved with the optimizer state).
