@@ -23,8 +23,10 @@ Anything that reorders or mixes generated samples before D sees them breaks the 
 across generators is fine only if you do not need C, and ``LabelFlipping`` puts real samples in some fake rows,
 whose class label is then meaningless (a small share; instance noise is harmless). Generation in chunks
 (``GANModule.generate``) restarts the cycle in every chunk, which keeps the mixture uniform up to one sample per
-chunk. The module's ``d_real``/``d_fake`` and BalanceDiagnosticsCallback's accuracies average over all 1 + K
-columns, C's logits included, since they read every column; D's own outputs are column 0.
+chunk. The logged ``d_real``/``d_fake``, BalanceDiagnosticsCallback's accuracies and ModeCollapseMonitor's dynamics
+read D's column 0 only (``MGANLoss.diagnostic_scores``). Regularizers given to the module (R1, gradient penalties)
+differentiate the sum of all 1 + K columns, so they also penalise C; the base loss's own penalty (``base: wgan-gp``)
+sees column 0 only.
 """
 
 from __future__ import annotations
@@ -118,6 +120,12 @@ class MultiGenerator(nn.Module):
 
     def forward(self, z: Tensor) -> Tensor:
         n, k_total = z.shape[0], self.num_generators
+        if self.training and self.input_norms is not None and n < 2 * k_total:
+            raise ConfigurationError(
+                f"MultiGenerator with batch_norm needs at least 2 samples per generator in training mode: a batch of "
+                f"{n} for {k_total} generators gives some generator fewer. Use a batch of at least {2 * k_total}, "
+                "or batch_norm: false."
+            )
         rows, parts = [], []
         for k in range(min(k_total, n)):
             idx = torch.arange(k, n, k_total, device=z.device)

@@ -247,15 +247,20 @@ def test_stop_action_stops_training_early():
 
 
 class CheckRollback(Callback):
-    """Right after the monitor rolls back, the module must equal the kept healthy state."""
+    """Right after the monitor rolls back, the module must equal the kept healthy state (in memory, or the file)."""
 
-    def __init__(self, mon):
-        self.mon, self.seen, self.checked = mon, 0, 0
+    def __init__(self, mon, file=None):
+        self.mon, self.file, self.seen, self.checked = mon, file, 0, 0
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         if self.mon.rollbacks > self.seen:
             self.seen = self.mon.rollbacks
-            saved = self.mon._healthy_state
+            if self.file is None:
+                saved = self.mon._healthy_state
+            else:
+                checkpoint = torch.load(self.file, weights_only=True)
+                saved = {"step": checkpoint["global_step"], "module": checkpoint["state_dict"],
+                         "optimizers": checkpoint["optimizer_states"]}
             assert saved["step"] == 20
             for key, value in pl_module.state_dict().items():
                 assert torch.equal(value, saved["module"][key]), key
@@ -282,11 +287,12 @@ def test_rollback_from_the_healthy_checkpoint_file_when_no_copy_is_in_memory(tmp
     # keep_healthy_state=False: only last_healthy.ckpt holds the healthy state, as after a resume
     mon = monitor(action="rollback", remedies=[ScaleLearningRate("discriminator", 0.5)], max_rollbacks=1,
                   keep_healthy_state=False, save_healthy_checkpoint=True)
-    check = CheckRollback(mon)
+    check = CheckRollback(mon, file=tmp_path / "checkpoints" / "last_healthy.ckpt")
     trainer = quiet_trainer(max_steps=40, callbacks=[CollapseAt(30), mon, check], default_root_dir=tmp_path)
     with pytest.warns(UserWarning, match="rolled back at generator step 30 to the healthy state of step 20"):
         trainer.fit(ring_gan(), tiny_ring())
     assert check.checked == 1 and mon.rollbacks == 1
+    assert mon._healthy_state is None  # the file's state is not cached: a later rollback reads the newer file
     checkpoint = torch.load(tmp_path / "checkpoints" / "last_healthy.ckpt", weights_only=True)
     assert checkpoint["global_step"] == 20 and not list((tmp_path / "checkpoints").glob("*.tmp"))
 
@@ -418,3 +424,35 @@ def test_rollback_with_remedies_from_yaml(tmp_path):
     assert mon.action == "rollback" and mon.keep_healthy_state
     assert isinstance(mon.remedies[0], ScaleLearningRate) and mon.remedies[0].factor == 0.1
     assert isinstance(mon.remedies[1], AddRegularizer) and isinstance(mon.remedies[1].regularizer, ModeSeekingRegularizer)
+
+
+def test_reference_set_is_a_fixed_random_subset_not_the_first_samples():
+    data = tiny_ring(num_samples=640)
+    data.setup("fit")
+    indices = data.reference_indices(100)
+    assert indices == data.reference_indices(100) and len(set(indices)) == 100
+    assert indices != list(range(100)) and max(indices) >= 100  # a sorted folder's first 100 could be one class
+    torch.testing.assert_close(data.real_batch(100), torch.stack([data.train_dataset[i][0] for i in indices]))
+
+
+def test_mgan_dynamics_read_the_adversarial_column_and_an_infinite_norm_is_not_a_maximum():
+    from gan_lightning.multi_generator import MGANDiscriminator, MGANLoss, MultiGenerator
+    from gan_lightning.callbacks.diagnostics import discriminator_accuracy
+    from gan_lightning.losses import NonSaturatingLoss
+
+    torch.manual_seed(0)
+    gan = tiny_gan(generator=MultiGenerator(num_generators=4, latent_dim=2, output_dim=2, hidden_dims=[16, 16]),
+                   discriminator=MGANDiscriminator(num_generators=4, input_dim=2, hidden_dims=[16]),
+                   loss=MGANLoss(num_generators=4))
+    mon = ModeCollapseMonitor(every_n_steps=5, num_samples=50, warmup_steps=0, grad_batch_size=8)
+    quiet_trainer(max_steps=5, callbacks=[mon]).fit(gan, tiny_ring(batch_size=32))
+    last = gan.last_step_outputs
+    expected = discriminator_accuracy(NonSaturatingLoss(), last.real_scores[:, 0], last.fake_scores[:, 0])
+    values = mon.signal_history[-1]
+    assert values["d_accuracy_real"] == pytest.approx(float(expected[0]))
+    assert values["d_accuracy_fake"] == pytest.approx(float(expected[1]))
+    # an overflowed gradient norm (inf) does not become the maximum every later norm is compared with
+    before = mon.max_grad_norm
+    mon._generator_gradient_norm = lambda pl_module: math.inf
+    mon._dynamics(gan)
+    assert mon.max_grad_norm == before and math.isfinite(before)

@@ -177,6 +177,15 @@ def test_multi_generator_sample_i_comes_from_generator_i_mod_k():
     assert changed.tolist() == [i % 3 == 1 for i in range(7)]
 
 
+def test_multi_generator_with_batch_norm_refuses_a_batch_too_small_for_its_generators():
+    from gan_lightning.errors import ConfigurationError
+
+    g = MultiGenerator(num_generators=4, latent_dim=2, output_dim=2, hidden_dims=[8, 8], batch_norm=True)
+    with pytest.raises(ConfigurationError, match="at least 8"):
+        g(torch.randn(6, 2))
+    assert g.eval()(torch.randn(6, 2)).shape == (6, 2)  # eval mode uses running statistics: any batch
+
+
 def test_multi_generator_shares_everything_but_the_input_layer():
     g = MultiGenerator(num_generators=4, latent_dim=3, output_dim=2, hidden_dims=[8, 8])
     own = {id(p) for layer in g.input_layers for p in layer.parameters()} | {id(p) for n in g.input_norms for p in n.parameters()}

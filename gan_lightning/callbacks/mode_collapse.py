@@ -131,7 +131,7 @@ class ModeCollapseMonitor(Callback):
 
     Args:
         every_n_steps: check interval in generator steps.
-        num_samples: generated samples per check; the same number of real samples (``datamodule.real_batch``).
+        num_samples: generated samples per check; the same number of real samples (a fixed seeded subset).
         seed: latent seed: the same latents at every check, so the signals move only with the generator.
         use_ema: monitor ``generator_ema`` instead of the raw generator. Off by default: the raw generator is the
             one the optimizer pushes from mode to mode; an average over its recent weights can hide that.
@@ -357,17 +357,20 @@ class ModeCollapseMonitor(Callback):
         last = getattr(pl_module, "last_step_outputs", None)
         loss = getattr(pl_module, "loss", None)
         if last is not None and loss is not None:
-            accuracy = discriminator_accuracy(loss, last.real_scores, last.fake_scores)
+            # GMAN/MGAN: the base loss and the adversarial columns only (not an auxiliary classifier's logits)
+            base, real_scores, fake_scores = loss.diagnostic_scores(last.real_scores, last.fake_scores)
+            accuracy = discriminator_accuracy(base, real_scores, fake_scores)
             if accuracy is not None:
                 out["d_accuracy_real"], out["d_accuracy_fake"] = float(accuracy[0]), float(accuracy[1])
-            if not isinstance(loss, WassersteinLoss):  # a critic's loss has no floor to approach
+            if not isinstance(base, WassersteinLoss):  # a critic's loss has no floor to approach
                 g_loss = float(last.g_loss)
                 out["d_loss"], out["g_loss"] = float(last.d_loss), g_loss
                 out["g_loss_change"] = g_loss - self.previous_g_loss  # NaN at the first check
                 self.previous_g_loss = g_loss
         if self.grad_batch_size and loss is not None:
             norm = self._generator_gradient_norm(pl_module)
-            self.max_grad_norm = max(self.max_grad_norm, norm)
+            if math.isfinite(norm):  # one overflow must not make every later norm look vanishing
+                self.max_grad_norm = max(self.max_grad_norm, norm)
             out["g_grad_norm"], out["g_grad_norm_max"] = norm, self.max_grad_norm
         return out
 
@@ -406,10 +409,10 @@ class ModeCollapseMonitor(Callback):
         if self._reference is not None and self._reference["device"] == device:
             return self._reference
         datamodule = getattr(trainer, "datamodule", None)
-        if datamodule is None or not hasattr(datamodule, "real_batch"):
+        if datamodule is None or not hasattr(datamodule, "reference_indices"):
             raise ConfigurationError(
                 "ModeCollapseMonitor compares generated with real samples: train with a gan_lightning datamodule "
-                "(it provides real_batch), or remove the callback."
+                "(it provides reference_indices), or remove the callback."
             )
         dataset = datamodule.train_dataset
         n = min(self.num_samples, len(dataset))
@@ -417,10 +420,11 @@ class ModeCollapseMonitor(Callback):
             raise ConfigurationError(
                 f"ModeCollapseMonitor: the dataset has {n} samples; it needs more than k={self.k} (lower k)."
             )
-        real = datamodule.real_batch(n).float().to(device)
+        indices = datamodule.reference_indices(n)  # a seeded random subset: every class of a sorted folder
+        real = torch.stack([dataset[i][0] for i in indices]).float().to(device)
         real_labels = None
         if getattr(pl_module, "num_classes", 0):
-            real_labels = torch.stack([torch.as_tensor(dataset[i][1]) for i in range(n)]).long().to(device)
+            real_labels = torch.stack([torch.as_tensor(dataset[i][1]) for i in indices]).long().to(device)
         if self.feature_extractor == "inception":
             if real.dim() != 4:
                 raise ConfigurationError(
@@ -541,20 +545,23 @@ class ModeCollapseMonitor(Callback):
             rank_zero_warn(f"ModeCollapseMonitor: collapsed again at step {step} after {self.rollbacks} rollbacks "
                            f"(max_rollbacks={self.max_rollbacks}); continuing without rolling back.")
             return
-        if self._healthy_state is None:
-            self._healthy_state = self._load_healthy_checkpoint(pl_module)
-        if self._healthy_state is None:
+        state = self._healthy_state
+        if state is None and self.save_healthy_checkpoint:
+            # rank 0 reads last_healthy.ckpt and sends it, so every rank restores the same state (or none)
+            state = self._load_healthy_checkpoint(pl_module) if trainer.is_global_zero else None
+            state = trainer.strategy.broadcast(state, src=0)
+        if state is None:
             rank_zero_warn(f"ModeCollapseMonitor: collapsed at step {step} but no healthy state was kept yet "
                            f"(no healthy check since step {self.warmup_steps}, or since a resume); continuing.")
             return
-        self.restore_healthy_state(trainer, pl_module)
+        self.restore_healthy_state(trainer, pl_module, state)
         done = [remedy.apply(pl_module) for remedy in self.remedies]
         self.rollbacks += 1
         self.remedies_applied = True
         self.status, self.consecutive = "healthy", 0
         rank_zero_warn(
             f"ModeCollapseMonitor: rolled back at generator step {step} to the healthy state of step "
-            f"{self._healthy_state['step']} (the step counter keeps counting) and switched on: {'; '.join(done)}."
+            f"{state['step']} (the step counter keeps counting) and switched on: {'; '.join(done)}."
         )
 
     def _load_healthy_checkpoint(self, pl_module: LightningModule) -> Optional[dict[str, Any]]:
@@ -571,12 +578,14 @@ class ModeCollapseMonitor(Callback):
         return {"step": self.last_healthy_step, "module": checkpoint["state_dict"],
                 "optimizers": checkpoint["optimizer_states"]}
 
-    def restore_healthy_state(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        """Copy the kept weights and optimizer moments back in place; learning rates and other hyper-parameters
-        stay as they are now (set by the schedule and by remedies)."""
-        assert self._healthy_state is not None
-        pl_module.load_state_dict(self._healthy_state["module"])
-        for optimizer, saved in zip(trainer.optimizers, self._healthy_state["optimizers"]):
+    def restore_healthy_state(self, trainer: Trainer, pl_module: LightningModule,
+                              state: Optional[dict[str, Any]] = None) -> None:
+        """Copy the kept weights and optimizer moments (default: the in-memory copy) back in place; learning rates
+        and other hyper-parameters stay as they are now (set by the schedule and by remedies)."""
+        state = self._healthy_state if state is None else state
+        assert state is not None
+        pl_module.load_state_dict(state["module"])
+        for optimizer, saved in zip(trainer.optimizers, state["optimizers"]):
             state = copy.deepcopy(saved)  # load_state_dict may keep references to the tensors it is given
             for saved_group, group in zip(state["param_groups"], optimizer.param_groups):
                 saved_group.update({key: value for key, value in group.items() if key != "params"})

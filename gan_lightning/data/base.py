@@ -77,11 +77,20 @@ class GANDataModule(LightningDataModule):
             pin_memory=torch.cuda.is_available(),
         )
 
-    def real_batch(self, n: int) -> torch.Tensor:
-        """The first ``n`` training samples (a fixed reference set for plots and metrics)."""
+    def reference_indices(self, n: int, seed: int = 0) -> list[int]:
+        """``n`` training-set indices drawn without replacement by their own seeded generator: a fixed reference set.
+
+        Not the first ``n``: a folder dataset is sorted by path, so its first samples are often all one class.
+        """
         dataset = self.train_dataset
         n = min(n, len(dataset))  # type: ignore[arg-type]
-        return torch.stack([dataset[i][0] for i in range(n)])
+        generator = torch.Generator().manual_seed(seed)
+        return torch.randperm(len(dataset), generator=generator)[:n].tolist()  # type: ignore[arg-type]
+
+    def real_batch(self, n: int, seed: int = 0) -> torch.Tensor:
+        """``n`` training samples at :meth:`reference_indices` (the same ones at every call) for plots and metrics."""
+        dataset = self.train_dataset
+        return torch.stack([dataset[i][0] for i in self.reference_indices(n, seed)])
 
     @property
     def data_shape(self) -> tuple[int, ...]:
