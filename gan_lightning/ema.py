@@ -3,7 +3,9 @@
 Averaging the generator over its recent iterates gives better samples and FID than the last iterate
 (Yazıcı et al. 2019, "The Unusual Effectiveness of Averaging in GAN Training"; Karras et al. 2018 and
 BigGAN use decay 0.999-0.9999). Before ``start_step`` the average simply tracks the weights, so that
-it does not remember the random initialisation (Yazıcı et al. start averaging after a warm-up).
+it does not remember the random initialisation (Yazıcı et al. start averaging after a warm-up). The default
+start step is 0: the initialisation then fades as decay^t (1/e after 1,000 steps at 0.999); set
+``ema_start_step`` to a warm-up (the shipped mixture configs use half the run) to drop it at once.
 
 Buffers (BatchNorm running statistics, spectral-norm power-iteration vectors) are copied, not averaged:
 they are statistics of the current weights, and an average of them does not describe the averaged

@@ -405,7 +405,9 @@ class GANModule(LightningModule):
             regularization = self._regularization(due, ctx)
         loss = adversarial + regularization
         opt_d.zero_grad(set_to_none=True)
-        if not self.nonfinite.should_skip("discriminator", loss):
+        # Under a GradScaler an overflowing penalty is the scaler's to handle (skip the step, lower the scale):
+        # skipping it here would keep the scale, and the penalty, overflowing for ever.
+        if not self.nonfinite.should_skip("discriminator", adversarial + self._guarded(regularization)):
             self._backward(loss)
             self._step_uncounted(opt_d)
             self.loss.after_discriminator_step(self.discriminator)
@@ -415,6 +417,10 @@ class GANModule(LightningModule):
     def _generator_step(self, real: Tensor, real_labels: Optional[Tensor], opt_g: Any, opt_d: Any) -> Tensor:
         n = real.shape[0]
         z, fake_labels = self.sample_latent(n), self.sample_labels(n)
+        due = self._due_regularizers("generator")
+        if fake_labels is not None and any(getattr(reg, "pairs_halves", False) for reg in due):
+            half = n // 2  # mode seeking compares G(c, z1) with G(c, z2): one class per pair (Mao et al. 2019)
+            fake_labels = torch.cat([fake_labels[:half], fake_labels[:half], fake_labels[2 * half:]])
         fake = self._generate(self._trained("generator"), z, fake_labels)
         inputs = DiscriminatorBatch(real, fake, real_labels, fake_labels)
         for transform in self.input_transforms:
@@ -430,7 +436,6 @@ class GANModule(LightningModule):
         real_scores = self._score(scorer, inputs.real, inputs.real_labels) if self.loss.generator_needs_real_scores else None
         adversarial = self.loss.generator_loss(fake_scores, real_scores)
         regularization: Tensor | float = 0.0
-        due = self._due_regularizers("generator")
         if due:
             ctx = RegularizerContext(
                 self.discriminator, self._trained("generator", True), real, fake, z, self._grad_scale(), real_labels, fake_labels
@@ -438,7 +443,8 @@ class GANModule(LightningModule):
             regularization = self._regularization(due, ctx)
         loss = adversarial + regularization
         opt_g.zero_grad(set_to_none=True)
-        if not self.nonfinite.should_skip("generator", loss):  # a skipped update is not a generator step
+        # (a skipped update is not a generator step; an overflowing penalty under a GradScaler: see the D update)
+        if not self.nonfinite.should_skip("generator", adversarial + self._guarded(regularization)):
             self._backward(loss)
             if self._step_generator(opt_g):
                 self._after_generator_step()

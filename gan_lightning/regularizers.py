@@ -186,10 +186,12 @@ class ModeSeekingRegularizer(Regularizer):
 
     The batch's two halves are pairs (z1, z2): the ratio r = mean|G(z1) - G(z2)| / mean|z1 - z2| is large when
     distinct latents give distinct samples, and collapses towards 0 when G maps many latents to one mode.
-    The penalty is 1 / (r + eps), as in the paper's code (weight 1, eps 1e-5).
+    The penalty is 1 / (r + eps), as in the paper's code (weight 1, eps 1e-5). In a conditional GAN both samples
+    of a pair have the same class (the module copies the first half's labels to the second half when this is due).
     """
 
     phase = "generator"
+    pairs_halves = True
 
     def __init__(self, weight: float = 1.0, every: int = 1, eps: float = 1e-5):
         super().__init__(weight, every)

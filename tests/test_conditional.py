@@ -125,3 +125,25 @@ def test_conditional_digits_experiment_and_sample_by_label(tmp_path):
         assert im.size == (2 * 32 + 3 * 2, 10 * 32 + 11 * 2)
     bad = run_cli("sample", "--ckpt_path", str(ckpt), "--label", "12", "--output", str(tmp_path / "x.pt"), cwd=tmp_path)
     assert bad.returncode == 2 and "--label must be in [0, 9]" in bad.stderr
+
+
+def test_mode_seeking_pairs_share_their_class():
+    """Mao et al. 2019 compare G(c, z1) with G(c, z2): the two halves of the generator batch get the same labels."""
+    from gan_lightning.regularizers import ModeSeekingRegularizer
+
+    model = _conditional_ring_gan(regularizers=[ModeSeekingRegularizer()])
+    calls = []
+    forward = model.generator.forward
+
+    def recording(z, labels=None):
+        calls.append(labels.clone())
+        return forward(z, labels)
+
+    model.generator.forward = recording
+    quiet_trainer(max_steps=2).fit(model, tiny_ring(batch_size=32))
+    batches = [labels for labels in calls if len(labels) == 32]  # (not the one-sample shape check at the start)
+    generator_updates = batches[1::2]  # each step: the D update's batch, then the G update's
+    assert len(generator_updates) == 2
+    for labels in generator_updates:
+        assert torch.equal(labels[:16], labels[16:32]) and len(labels.unique()) > 1
+    assert not torch.equal(batches[0][:16], batches[0][16:32])  # D's fakes keep independent labels

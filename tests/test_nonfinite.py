@@ -61,3 +61,20 @@ def test_skip_policy_gives_up_after_many_skipped_generator_updates():
     with pytest.raises(NonFiniteError, match="3 generator updates in a row"):
         quiet_trainer(max_steps=10).fit(model, tiny_ring())
     assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_skip_policy_leaves_an_overflowing_penalty_to_the_grad_scaler():
+    """Under 16-mixed a penalty overflows while the loss scale is too high; skipping the update would keep the
+    scale (and the overflow) for ever, so the GradScaler must see it, skip the step and lower the scale."""
+    from lightning.pytorch.plugins import MixedPrecision
+
+    from gan_lightning.regularizers import GradientPenalty
+
+    model = tiny_gan(regularizers=[GradientPenalty()], nonfinite="skip")
+    before = [p.detach().clone() for p in model.discriminator.parameters()]
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**40)
+    trainer = quiet_trainer(max_steps=40, plugins=[MixedPrecision("16-mixed", "cpu", scaler=scaler)])
+    trainer.fit(model, tiny_ring())
+    assert model.nonfinite.skipped["discriminator"] == 0
+    assert model._scalers["discriminator"].get_scale() < 2.0**30  # the scaler backed off
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.discriminator.parameters()))  # and D trained

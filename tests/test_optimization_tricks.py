@@ -192,14 +192,25 @@ def test_unrolling_leaves_the_real_discriminator_untouched_and_changes_the_gener
     assert str(opt.state_dict()) == str(opt_before)
 
 
-@pytest.mark.parametrize("make_opt", ["adam", "sgd"])
+@pytest.mark.parametrize("make_opt", ["adam", "sgd", "adam+l2", "adamw", "sgd+l2"])
 def test_one_unrolled_step_equals_the_discriminator_optimizer_step(make_opt):
     critic = _critic()
-    opt = _adam_with_state(critic) if make_opt == "adam" else torch.optim.SGD(critic.parameters(), lr=0.1)
+    make = {
+        "adam": lambda net: torch.optim.Adam(net.parameters(), lr=1e-2, betas=(0.5, 0.999)),
+        "adam+l2": lambda net: torch.optim.Adam(net.parameters(), lr=1e-2, betas=(0.5, 0.999), weight_decay=0.5),
+        "adamw": lambda net: torch.optim.AdamW(net.parameters(), lr=1e-2, betas=(0.5, 0.999), weight_decay=0.5),
+        "sgd": lambda net: torch.optim.SGD(net.parameters(), lr=0.1),
+        "sgd+l2": lambda net: torch.optim.SGD(net.parameters(), lr=0.1, weight_decay=0.5),
+    }[make_opt]
+    opt = make(critic)
+    if make_opt.startswith("adam"):  # a step first, so the unroll continues from existing moments
+        NonSaturatingLoss().discriminator_loss(critic(torch.randn(16, 2)).squeeze(1), critic(torch.randn(16, 2)).squeeze(1)).backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
     real, fake, probe = torch.randn(16, 2) + 2, torch.randn(16, 2), torch.randn(8, 2)
     loss = NonSaturatingLoss()
     stepped = copy.deepcopy(critic)
-    opt_copy = type(opt)(stepped.parameters(), **{k: v for k, v in opt.param_groups[0].items() if k != "params"})
+    opt_copy = make(stepped)
     opt_copy.load_state_dict(opt.state_dict())
     scorer = unrolled_scorer(critic, opt, loss, real, fake, steps=1)
     loss.discriminator_loss(stepped(real).squeeze(1), stepped(fake).squeeze(1)).backward()
@@ -209,6 +220,13 @@ def test_one_unrolled_step_equals_the_discriminator_optimizer_step(make_opt):
     expected = stepped(probe)
     # the unrolled copy's buffers moved with the forward passes exactly as the stepped copy's did
     torch.testing.assert_close(scorer(probe).detach(), expected.detach(), rtol=1e-4, atol=1e-5)
+
+
+def test_unrolling_refuses_optimizer_options_it_cannot_imitate():
+    critic = _critic()
+    real, fake = torch.randn(4, 2), torch.randn(4, 2)
+    with pytest.raises(ConfigurationError, match="amsgrad"):
+        unrolled_scorer(critic, torch.optim.Adam(critic.parameters(), amsgrad=True), NonSaturatingLoss(), real, fake, steps=1)
 
 
 def test_unrolled_gan_trains_in_the_module():
