@@ -40,6 +40,9 @@ CONFIGS: dict[str, tuple[str, list[str]]] = {
         "--model.generator_optimizer.init_args.lr=0.0001", "--model.discriminator_optimizer.init_args.lr=0.0001"]),
     "hinge+sn": ("experiments/{mixture}_all_modes.yaml", [*PLAIN, "--model.loss=hinge", "--model.discriminator.init_args.spectral_norm=true"]),
     "best": ("experiments/{mixture}_all_modes.yaml", []),
+    # the same budget with 3 discriminators (GMAN) or 4 generators (MGAN): experiments/{mixture}_{gman,mgan}.yaml
+    "gman": ("experiments/{mixture}_gman.yaml", []),
+    "mgan": ("experiments/{mixture}_mgan.yaml", []),
 }
 
 #: Published rows (protocols.md): modes, HQ % for ring8 then grid25.
