@@ -25,8 +25,8 @@ Configurations (networks, batch and data of ``experiments/{mixture}_all_modes.ya
   (MultiStepLR): a generator suddenly much faster than its discriminator, which jumps from mode to mode and drops most;
 - ``collapse-early``: the same networks with D's learning rate at 1e-4 (G 10x faster from the start): never spreads.
 
-    python scripts/benchmark_collapse_detection.py mixtures          # detection on ring8 and grid25 (about 35 min)
-    python scripts/benchmark_collapse_detection.py digits            # classifier histogram on digits (about 12 min)
+    python scripts/benchmark_collapse_detection.py mixtures          # detection on ring8 and grid25 (about 25 min)
+    python scripts/benchmark_collapse_detection.py digits            # classifier histogram on digits (about 8 min)
     python scripts/benchmark_collapse_detection.py rollback --mixtures ring8 --remedies scale-g-lr mode-seeking
     python scripts/benchmark_collapse_detection.py cost --cost_repeats 3   # CPU time with / without the monitor
     python scripts/benchmark_collapse_detection.py report
