@@ -43,6 +43,8 @@ CONFIGS: dict[str, tuple[str, list[str]]] = {
     # the same budget with 3 discriminators (GMAN) or 4 generators (MGAN): experiments/{mixture}_{gman,mgan}.yaml
     "gman": ("experiments/{mixture}_gman.yaml", []),
     "mgan": ("experiments/{mixture}_mgan.yaml", []),
+    # MGAN trained twice as long (40,000 steps, decay over 40,000, EMA from 20,000): experiments/{mixture}_mgan_40k.yaml
+    "mgan-40k": ("experiments/{mixture}_mgan_40k.yaml", []),
 }
 
 #: Published rows (protocols.md): modes, HQ % for ring8 then grid25.
