@@ -405,9 +405,7 @@ class GANModule(LightningModule):
             regularization = self._regularization(due, ctx)
         loss = adversarial + regularization
         opt_d.zero_grad(set_to_none=True)
-        # Under a GradScaler an overflowing penalty is the scaler's to handle (skip the step, lower the scale):
-        # skipping it here would keep the scale, and the penalty, overflowing for ever.
-        if not self.nonfinite.should_skip("discriminator", adversarial + self._guarded(regularization)):
+        if not self._skip_update("discriminator", adversarial, regularization):
             self._backward(loss)
             self._step_uncounted(opt_d)
             self.loss.after_discriminator_step(self.discriminator)
@@ -443,8 +441,7 @@ class GANModule(LightningModule):
             regularization = self._regularization(due, ctx)
         loss = adversarial + regularization
         opt_g.zero_grad(set_to_none=True)
-        # (a skipped update is not a generator step; an overflowing penalty under a GradScaler: see the D update)
-        if not self.nonfinite.should_skip("generator", adversarial + self._guarded(regularization)):
+        if not self._skip_update("generator", adversarial, regularization):  # a skipped update is not a G step
             self._backward(loss)
             if self._step_generator(opt_g):
                 self._after_generator_step()
@@ -468,6 +465,16 @@ class GANModule(LightningModule):
             update_ema(self.generator_ema, self.generator, self.ema_decay, self.global_step, self.ema_start_step)
         for scheduler in self._schedulers:
             scheduler.step()
+
+    def _skip_update(self, network: str, adversarial: Tensor, regularization: Tensor | float) -> bool:
+        """``nonfinite=skip``: whether to skip this update (nothing is computed under the other policies).
+
+        Under a GradScaler an overflowing penalty is the scaler's to handle (it skips the step and lowers the
+        scale); skipping the update here would keep the scale, and the overflow, for ever.
+        """
+        if self.nonfinite.policy != "skip":
+            return False
+        return self.nonfinite.should_skip(network, adversarial + self._guarded(regularization))
 
     def _guarded(self, regularization: Tensor | float) -> Tensor | float:
         """The regularization term as the non-finite guard sees it.
