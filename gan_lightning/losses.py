@@ -78,6 +78,12 @@ class AdversarialLoss:
     scores_are_logits: bool = False
     #: The generator loss also needs D's scores on a real batch (relativistic losses).
     generator_needs_real_scores: bool = False
+    #: D's loss is bounded below and reaches its floor when D wins outright (BCE, LSGAN, hinge). A Wasserstein
+    #: critic's loss has no floor, so "D loss close to its minimum" means nothing there.
+    has_loss_floor: bool = True
+    #: Scores are (N, K) columns of several discriminators or heads (GMAN, MGAN), not one score per sample;
+    #: such a loss cannot be the ``base`` of another multi-column loss.
+    multi_column: bool = False
 
     def discriminator_loss(self, real_scores: Tensor, fake_scores: Tensor) -> Tensor:
         raise NotImplementedError
@@ -96,6 +102,26 @@ class AdversarialLoss:
         adversarial columns only.
         """
         return self, real_scores, fake_scores
+
+    def decision_threshold(self) -> Optional[float]:
+        """The score above which D calls a sample real, or None where accuracy has no meaning.
+
+        0 by default: sigmoid(score) = 0.5 for logits, the middle of the hinge margins -1 and +1 (Lim & Ye 2017).
+        """
+        return 0.0
+
+    def discriminator_accuracy(
+        self, real_scores: Tensor, fake_scores: Tensor, threshold: Optional[float] = None
+    ) -> Optional[tuple[Tensor, Tensor]]:
+        """Fractions of real samples judged real and of fake samples judged fake (tensors, no host sync).
+
+        ``threshold`` overrides :meth:`decision_threshold`; None when accuracy has no meaning for this loss.
+        """
+        t = threshold if threshold is not None else self.decision_threshold()
+        if t is None:
+            return None
+        real, fake = real_scores.float().flatten(), fake_scores.float().flatten()
+        return (real > t).float().mean(), (fake < t).float().mean()
 
     @torch.no_grad()
     def after_discriminator_step(self, discriminator: nn.Module) -> None:
@@ -159,6 +185,19 @@ class LeastSquaresLoss(AdversarialLoss):
     def generator_loss(self, fake_scores: Tensor, real_scores: Optional[Tensor] = None) -> Tensor:
         return 0.5 * (fake_scores - self.c).pow(2).mean()
 
+    def decision_threshold(self) -> Optional[float]:
+        """Halfway between the fake target a and the real target b (Mao et al. 2017)."""
+        return (self.a + self.b) / 2
+
+    def discriminator_accuracy(
+        self, real_scores: Tensor, fake_scores: Tensor, threshold: Optional[float] = None
+    ) -> Optional[tuple[Tensor, Tensor]]:
+        if self.b >= self.a:
+            return super().discriminator_accuracy(real_scores, fake_scores, threshold)
+        t = threshold if threshold is not None else self.decision_threshold()  # real target below the fake target
+        real, fake = real_scores.float().flatten(), fake_scores.float().flatten()
+        return (real < t).float().mean(), (fake > t).float().mean()
+
 
 @register_loss("wgan", "wasserstein")
 class WassersteinLoss(AdversarialLoss):
@@ -167,6 +206,8 @@ class WassersteinLoss(AdversarialLoss):
     The paper's defaults: clip 0.01, n_critic 5, RMSProp lr 5e-5. ``clip_value=None`` disables clipping,
     which is what WGAN-GP builds on.
     """
+
+    has_loss_floor = False
 
     def __init__(self, clip_value: Optional[float] = 0.01):
         if clip_value is not None and clip_value <= 0:
@@ -178,6 +219,11 @@ class WassersteinLoss(AdversarialLoss):
 
     def generator_loss(self, fake_scores: Tensor, real_scores: Optional[Tensor] = None) -> Tensor:
         return -fake_scores.mean()
+
+    def decision_threshold(self) -> Optional[float]:
+        """None: a critic's scale is arbitrary, so the estimate E[D(x)] - E[D(G(z))] is logged instead
+        (Arjovsky et al. 2017, Sec. 3)."""
+        return None
 
     @torch.no_grad()
     def after_discriminator_step(self, discriminator: nn.Module) -> None:
@@ -231,3 +277,13 @@ class RelativisticAverageLoss(AdversarialLoss):
         real_rel = real_scores - fake_scores.mean()
         fake_rel = fake_scores - real_scores.mean()
         return F.softplus(real_rel).mean() + F.softplus(-fake_rel).mean()
+
+    def discriminator_accuracy(
+        self, real_scores: Tensor, fake_scores: Tensor, threshold: Optional[float] = None
+    ) -> Optional[tuple[Tensor, Tensor]]:
+        """Relative realism: a real sample is judged correctly when its score beats the mean fake score, and
+        vice versa (Jolicoeur-Martineau 2018, Eq. 8); an explicit ``threshold`` judges absolute scores."""
+        if threshold is not None:
+            return super().discriminator_accuracy(real_scores, fake_scores, threshold)
+        real, fake = real_scores.float().flatten(), fake_scores.float().flatten()
+        return (real > fake.mean()).float().mean(), (fake < real.mean()).float().mean()

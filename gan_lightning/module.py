@@ -416,7 +416,7 @@ class GANModule(LightningModule):
         n = real.shape[0]
         z, fake_labels = self.sample_latent(n), self.sample_labels(n)
         due = self._due_regularizers("generator")
-        if fake_labels is not None and any(getattr(reg, "pairs_halves", False) for reg in due):
+        if fake_labels is not None and any(reg.pairs_halves for reg in due):
             half = n // 2  # mode seeking compares G(c, z1) with G(c, z2): one class per pair (Mao et al. 2019)
             fake_labels = torch.cat([fake_labels[:half], fake_labels[:half], fake_labels[2 * half:]])
         fake = self._generate(self._trained("generator"), z, fake_labels)

@@ -280,7 +280,7 @@ class MultiDiscriminatorLoss(AdversarialLoss):
         softmax_lambda: float = 1.0,
     ):
         self.base = build_loss(base)
-        if getattr(self.base, "multi_column", False):
+        if self.base.multi_column:
             raise ConfigurationError(
                 f"MultiDiscriminatorLoss: base must be a one-discriminator loss such as nonsaturating or hinge, got "
                 f"{type(self.base).__name__}; set --model.loss.init_args.base."

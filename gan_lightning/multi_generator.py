@@ -222,7 +222,7 @@ class MGANLoss(AdversarialLoss):
         self.num_generators = num_generators
         self.beta = float(beta)
         self.base = build_loss(base)
-        if getattr(self.base, "multi_column", False):
+        if self.base.multi_column:
             raise ConfigurationError(
                 f"MGANLoss: base must be a one-discriminator loss such as nonsaturating or hinge, got "
                 f"{type(self.base).__name__}; set --model.loss.init_args.base."

@@ -71,6 +71,9 @@ class Regularizer:
     #: the module then makes that batch require grad before the update's own forward pass, and passes the
     #: scores in the context, so no second forward pass is needed.
     input_gradient_of: Optional[str] = None
+    #: The penalty compares the two halves of the generator batch pairwise (mode seeking): in a conditional
+    #: GAN the module then gives each pair the same class.
+    pairs_halves: bool = False
 
     def __init__(self, weight: float = 1.0, every: int = 1):
         if every < 1:

@@ -437,7 +437,6 @@ def test_reference_set_is_a_fixed_random_subset_not_the_first_samples():
 
 def test_mgan_dynamics_read_the_adversarial_column_and_an_infinite_norm_is_not_a_maximum():
     from gan_lightning.multi_generator import MGANDiscriminator, MGANLoss, MultiGenerator
-    from gan_lightning.callbacks.diagnostics import discriminator_accuracy
     from gan_lightning.losses import NonSaturatingLoss
 
     torch.manual_seed(0)
@@ -447,7 +446,7 @@ def test_mgan_dynamics_read_the_adversarial_column_and_an_infinite_norm_is_not_a
     mon = ModeCollapseMonitor(every_n_steps=5, num_samples=50, warmup_steps=0, grad_batch_size=8)
     quiet_trainer(max_steps=5, callbacks=[mon]).fit(gan, tiny_ring(batch_size=32))
     last = gan.last_step_outputs
-    expected = discriminator_accuracy(NonSaturatingLoss(), last.real_scores[:, 0], last.fake_scores[:, 0])
+    expected = NonSaturatingLoss().discriminator_accuracy(last.real_scores[:, 0], last.fake_scores[:, 0])
     values = mon.signal_history[-1]
     assert values["d_accuracy_real"] == pytest.approx(float(expected[0]))
     assert values["d_accuracy_fake"] == pytest.approx(float(expected[1]))

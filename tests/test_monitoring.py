@@ -25,7 +25,6 @@ from gan_lightning.callbacks import (
     make_timelapse,
     plot_loss_curves_from_tensorboard,
 )
-from gan_lightning.callbacks.diagnostics import discriminator_accuracy
 from gan_lightning.data import DigitsDataModule
 from gan_lightning.networks import DCGANDiscriminator, DCGANGenerator
 
@@ -322,7 +321,7 @@ def test_ddp_two_processes_write_one_set_of_files(tmp_path):
     ],
 )
 def test_discriminator_accuracy_rules(loss, real, fake, expected):
-    result = discriminator_accuracy(loss, torch.tensor(real), torch.tensor(fake))
+    result = loss.discriminator_accuracy(torch.tensor(real), torch.tensor(fake))
     if expected is None:
         assert result is None
     else:

@@ -23,48 +23,11 @@ from torch import Tensor
 from torch.optim import Optimizer
 
 from gan_lightning.errors import ConfigurationError
-from gan_lightning.losses import AdversarialLoss, LeastSquaresLoss, RelativisticAverageLoss, WassersteinLoss
+from gan_lightning.losses import AdversarialLoss
 
 ACC_REAL, ACC_FAKE = "balance/d_acc_real", "balance/d_acc_fake"
 WASSERSTEIN = "balance/wasserstein_estimate"
 GRAD_G, GRAD_D, GRAD_RATIO = "grad_norm/generator", "grad_norm/discriminator", "grad_norm/g_over_d"
-
-
-def decision_threshold(loss: AdversarialLoss) -> Optional[float]:
-    """The score above which D calls a sample real, or None where accuracy has no meaning.
-
-    - BCE family (logits): 0, i.e. sigmoid(score) = 0.5.
-    - LSGAN: (a + b) / 2, halfway between the fake target a and the real target b (Mao et al. 2017).
-    - Hinge: 0, the middle of the margins -1 and +1 (Lim & Ye 2017).
-    - Wasserstein critics: None; the critic's scale is arbitrary, so the estimate E[D(x)] - E[D(G(z))]
-      (Arjovsky et al. 2017, Sec. 3) is logged instead.
-    - Relativistic average: handled by :func:`discriminator_accuracy` (compares with the other side's mean).
-    - Any other critic-style loss: 0.
-    """
-    if isinstance(loss, WassersteinLoss):
-        return None
-    if isinstance(loss, LeastSquaresLoss):
-        return (loss.a + loss.b) / 2
-    return 0.0
-
-
-def discriminator_accuracy(
-    loss: AdversarialLoss, real_scores: Tensor, fake_scores: Tensor, threshold: Optional[float] = None
-) -> Optional[tuple[Tensor, Tensor]]:
-    """Fractions of real samples judged real and of fake samples judged fake (tensors, no host sync).
-
-    ``threshold`` overrides :func:`decision_threshold`. RaGAN judges relative realism: a real sample counts
-    as correct when its score beats the mean fake score, and vice versa (Jolicoeur-Martineau 2018, Eq. 8).
-    """
-    real, fake = real_scores.float().flatten(), fake_scores.float().flatten()
-    if isinstance(loss, RelativisticAverageLoss) and threshold is None:
-        return (real > fake.mean()).float().mean(), (fake < real.mean()).float().mean()
-    t = threshold if threshold is not None else decision_threshold(loss)
-    if t is None:
-        return None
-    if isinstance(loss, LeastSquaresLoss) and loss.b < loss.a:  # real target below the fake target
-        return (real < t).float().mean(), (fake > t).float().mean()
-    return (real > t).float().mean(), (fake < t).float().mean()
 
 
 def gradient_norm(optimizer: Optimizer) -> Optional[Tensor]:
@@ -96,7 +59,7 @@ class BalanceDiagnosticsCallback(Callback):
 
     Args:
         every_n_steps: interval in generator steps (default: ``trainer.log_every_n_steps``).
-        threshold: the score above which D calls a sample real, overriding :func:`decision_threshold`.
+        threshold: the score above which D calls a sample real, overriding the loss's :meth:`~gan_lightning.losses.AdversarialLoss.decision_threshold`.
         grad_norms: log ``grad_norm/generator``, ``grad_norm/discriminator`` and their ratio.
         tensorboard_layout: register the custom-scalars layout with TensorBoard loggers.
         hparams_metrics: at the end of training, write the hyper-parameters with the final losses
@@ -138,7 +101,7 @@ class BalanceDiagnosticsCallback(Callback):
     def layout(self, pl_module: LightningModule) -> dict[str, dict[str, list]]:
         """TensorBoard custom-scalars layout: one category per question (losses, D outputs, gradients)."""
         loss = pl_module.loss
-        accuracy = discriminator_accuracy(loss, torch.zeros(1), torch.zeros(1), self.threshold) is not None
+        accuracy = loss.discriminator_accuracy(torch.zeros(1), torch.zeros(1), self.threshold) is not None
         d_outputs: dict[str, list] = {"mean D(x) and D(G(z))": ["Multiline", ["^d_real$", "^d_fake$"]]}
         if accuracy:
             d_outputs["D accuracy on real and fake"] = ["Multiline", [f"^{ACC_REAL}$", f"^{ACC_FAKE}$"]]
@@ -179,7 +142,7 @@ class BalanceDiagnosticsCallback(Callback):
         if last is None or not self._is_logging_step(trainer, trainer.global_step):
             return
         loss, real, fake = pl_module.loss.diagnostic_scores(last.real_scores, last.fake_scores)
-        accuracy = discriminator_accuracy(loss, real, fake, self.threshold)
+        accuracy = loss.discriminator_accuracy(real, fake, self.threshold)
         metrics: dict[str, Tensor] = dict(norms)
         if accuracy is None:
             metrics[WASSERSTEIN] = real.float().mean() - fake.float().mean()

@@ -29,9 +29,8 @@ from torch import Tensor, nn
 
 from gan_lightning import collapse_signals as cs
 from gan_lightning.callbacks._run_dir import resolve_run_dir
-from gan_lightning.callbacks.diagnostics import discriminator_accuracy, log_scalars
+from gan_lightning.callbacks.diagnostics import log_scalars
 from gan_lightning.errors import ConfigurationError
-from gan_lightning.losses import WassersteinLoss
 from gan_lightning.metrics.features import FeatureExtractor, to_uint8
 from gan_lightning.remedies import Remedy
 
@@ -359,10 +358,10 @@ class ModeCollapseMonitor(Callback):
         if last is not None and loss is not None:
             # GMAN/MGAN: the base loss and the adversarial columns only (not an auxiliary classifier's logits)
             base, real_scores, fake_scores = loss.diagnostic_scores(last.real_scores, last.fake_scores)
-            accuracy = discriminator_accuracy(base, real_scores, fake_scores)
+            accuracy = base.discriminator_accuracy(real_scores, fake_scores)
             if accuracy is not None:
                 out["d_accuracy_real"], out["d_accuracy_fake"] = float(accuracy[0]), float(accuracy[1])
-            if not isinstance(base, WassersteinLoss):  # a critic's loss has no floor to approach
+            if base.has_loss_floor:  # a critic's loss has no floor to approach
                 g_loss = float(last.g_loss)
                 out["d_loss"], out["g_loss"] = float(last.d_loss), g_loss
                 out["g_loss_change"] = g_loss - self.previous_g_loss  # NaN at the first check
