@@ -16,10 +16,7 @@ import warnings
 from typing import Any, Callable, Iterable, Literal, NamedTuple, Optional, Union
 
 import torch
-from lightning.pytorch import Callback, LightningModule
-from lightning.pytorch.plugins.precision import Precision
-from lightning.pytorch.profilers import PassThroughProfiler
-from lightning.pytorch.strategies import SingleDeviceStrategy
+from lightning.pytorch import LightningModule
 from torch import Tensor, nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
@@ -30,7 +27,9 @@ from gan_lightning.errors import ConfigurationError
 from gan_lightning.losses import AdversarialLoss, build_loss
 from gan_lightning.regularizers import Regularizer, RegularizerContext
 from gan_lightning.nonfinite import NonFiniteGuard, assert_finite_parameters
-from gan_lightning.rng import capture_rng_state, restore_rng_state
+from gan_lightning.rng import gather_rng_states, restore_rng_state
+from gan_lightning.runtime.internals import attached_trainer
+from gan_lightning.runtime.steps import OptimizerSteps
 from gan_lightning.unrolled import unrolled_scorer
 
 OptimizerFactory = Callable[[Iterable], Optimizer]
@@ -175,7 +174,6 @@ class GANModule(LightningModule):
         self.unrolled_steps, self.unrolled_lr = unrolled_steps, unrolled_lr
         self.compile_networks = compile_networks
         self._compiled: dict[str, nn.Module] = {}  # kept out of the module tree: checkpoint keys stay the same
-        self._lean: Optional[list[Callback]] = None  # see _lean_dispatch
         self.loss = build_loss(loss)
         self.regularizers = list(self.loss.regularizers()) + list(regularizers or [])
         for reg in self.regularizers:
@@ -190,9 +188,8 @@ class GANModule(LightningModule):
         self._d_terms: tuple[Tensor, Tensor | float] = (torch.zeros(()), 0.0)
         self.last_step_outputs: Optional[StepOutputs] = None
         self._rng_to_restore: Optional[dict[str, Any]] = None
-        self._scalers: Optional[dict[str, Any]] = None
-        self._d_scaler_state: Optional[dict[str, Any]] = None
-        self.skipped_generator_steps = 0
+        #: backward, optimizer steps, step counting and per-network loss scalers (gan_lightning.runtime.steps)
+        self.optimizer_steps = OptimizerSteps(self)
         self._distributed: dict[str, Optional[nn.Module]] = {}
 
     # ------------------------------------------------------------------ sampling
@@ -214,15 +211,17 @@ class GANModule(LightningModule):
         return torch.randint(self.num_classes, (n,), generator=generator, device=device).to(self.device)
 
     @staticmethod
-    def _generate(network: nn.Module, z: Tensor, labels: Optional[Tensor]) -> Tensor:
+    def run_generator(network: nn.Module, z: Tensor, labels: Optional[Tensor] = None) -> Tensor:
+        """``network(z)``, or ``network(z, labels)`` for a conditional GAN: how every generator is called."""
         return network(z) if labels is None else network(z, labels)
 
     @staticmethod
-    def _score(network: Callable[..., Tensor], x: Tensor, labels: Optional[Tensor]) -> Tensor:
+    def run_discriminator(network: Callable[..., Tensor], x: Tensor, labels: Optional[Tensor] = None) -> Tensor:
+        """``network(x)``, or ``network(x, labels)`` for a conditional GAN: how every discriminator is called."""
         return network(x) if labels is None else network(x, labels)
 
     def forward(self, z: Tensor, labels: Optional[Tensor] = None) -> Tensor:
-        return self._generate(self.generator, z, labels)
+        return self.run_generator(self.generator, z, labels)
 
     @torch.no_grad()
     def generate(
@@ -251,7 +250,7 @@ class GANModule(LightningModule):
             for i in range(0, n, batch_size):
                 z = self.sample_latent(min(batch_size, n - i), rng)
                 y = None if labels is None else labels[i : i + len(z)].to(self.device)
-                chunks.append(self._generate(network, z, y))
+                chunks.append(self.run_generator(network, z, y))
         finally:
             network.train(was_training)
         return torch.cat(chunks)
@@ -300,11 +299,14 @@ class GANModule(LightningModule):
             self.clip_gradients(optimizer, gradient_clip_val=clip, gradient_clip_algorithm="norm")
 
     def setup(self, stage: str) -> None:
-        datamodule = self.trainer.datamodule if self._trainer is not None else None
+        datamodule = self.trainer.datamodule if attached_trainer(self) is not None else None
         if datamodule is not None and hasattr(datamodule, "batches_per_step"):
             datamodule.batches_per_step = self.n_critic
         if self.compile_networks and not self._compiled:
             self._compiled = {name: torch.compile(getattr(self, name)) for name in ("generator", "discriminator")}
+
+    def on_train_start(self) -> None:
+        self.optimizer_steps.on_train_start()
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         if self._rng_to_restore is not None:
@@ -316,26 +318,17 @@ class GANModule(LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.nonfinite.check(self.global_step)
         assert_finite_parameters(self, self.global_step)
-        if self._scalers is not None:
-            checkpoint["discriminator_grad_scaler"] = self._scalers["discriminator"].state_dict()
-        checkpoint["rng_states"] = self._gather_rng_states()
+        d_scaler = self.optimizer_steps.state_dict()
+        if d_scaler is not None:
+            checkpoint["discriminator_grad_scaler"] = d_scaler
+        checkpoint["rng_states"] = gather_rng_states(attached_trainer(self))
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self._d_scaler_state = checkpoint.get("discriminator_grad_scaler")
+        self.optimizer_steps.load_state_dict(checkpoint.get("discriminator_grad_scaler"))
         states = checkpoint.get("rng_states")
         if states:
-            rank = self.trainer.global_rank if self._trainer is not None else 0
+            rank = self.trainer.global_rank if attached_trainer(self) is not None else 0
             self._rng_to_restore = states[rank] if rank < len(states) else None
-
-    def _gather_rng_states(self) -> list[dict[str, Any]]:
-        """Every rank's RNG state (dump_checkpoint runs on all ranks, so the gather is not rank-0-only code)."""
-        state = capture_rng_state()
-        world = self.trainer.world_size if self._trainer is not None else 1
-        if world == 1:
-            return [state]
-        gathered: list[Any] = [None] * world
-        torch.distributed.all_gather_object(gathered, state)
-        return gathered
 
     def training_step(self, batch: Any, batch_idx: int) -> None:
         opt_g, opt_d = self.optimizers()
@@ -349,11 +342,11 @@ class GANModule(LightningModule):
         if not self._data_checked:
             self._check_data(reals[0])
 
-        self._use_scaler("discriminator")
+        self.optimizer_steps.use_scaler("discriminator")
         for real, real_y in zip(reals, real_labels):
             d_loss, real_scores, fake_scores = self._discriminator_step(real, real_y, opt_d)
 
-        self._use_scaler("generator")
+        self.optimizer_steps.use_scaler("generator")
         self._set_requires_grad(self.discriminator, False)
         try:
             g_loss = self._generator_step(reals[-1], real_labels[-1], opt_g, opt_d)
@@ -382,7 +375,7 @@ class GANModule(LightningModule):
         n = real.shape[0]
         z, fake_labels = self.sample_latent(n), self.sample_labels(n)
         with torch.no_grad():
-            fake = self._generate(self._trained("generator"), z, fake_labels)
+            fake = self.run_generator(self._trained("generator"), z, fake_labels)
         inputs = DiscriminatorBatch(real, fake, real_labels, fake_labels)
         for transform in self.input_transforms:
             inputs = transform.discriminator_update(inputs, self.global_step)
@@ -392,13 +385,13 @@ class GANModule(LightningModule):
         real_in = inputs.real.detach().requires_grad_(True) if "real" in wanted else inputs.real
         fake_in = inputs.fake.detach().requires_grad_(True) if "fake" in wanted else inputs.fake
         discriminator = self._trained("discriminator", double_backward=bool(wanted - {None}))
-        real_scores = self._score(discriminator, real_in, inputs.real_labels)
-        fake_scores = self._score(discriminator, fake_in, inputs.fake_labels)
+        real_scores = self.run_discriminator(discriminator, real_in, inputs.real_labels)
+        fake_scores = self.run_discriminator(discriminator, fake_in, inputs.fake_labels)
         adversarial = self.loss.discriminator_loss(real_scores, fake_scores)
         regularization: Tensor | float = 0.0
         if due:
             ctx = RegularizerContext(
-                self._trained("discriminator", True), self._trained("generator", True), real_in, fake_in, z, self._grad_scale(),
+                self._trained("discriminator", True), self._trained("generator", True), real_in, fake_in, z, self.optimizer_steps.grad_scale(),
                 inputs.real_labels, inputs.fake_labels,
                 real_scores if "real" in wanted else None, fake_scores if "fake" in wanted else None,
             )
@@ -406,8 +399,8 @@ class GANModule(LightningModule):
         loss = adversarial + regularization
         opt_d.zero_grad(set_to_none=True)
         if not self._skip_update("discriminator", adversarial, regularization):
-            self._backward(loss)
-            self._step_uncounted(opt_d)
+            self.optimizer_steps.backward(loss)
+            self.optimizer_steps.step_uncounted(opt_d)
             self.loss.after_discriminator_step(self.discriminator)
         self._d_terms = (adversarial.detach(), self._guarded(regularization))
         return loss.detach(), real_scores.detach(), fake_scores.detach()
@@ -419,7 +412,7 @@ class GANModule(LightningModule):
         if fake_labels is not None and any(reg.pairs_halves for reg in due):
             half = n // 2  # mode seeking compares G(c, z1) with G(c, z2): one class per pair (Mao et al. 2019)
             fake_labels = torch.cat([fake_labels[:half], fake_labels[:half], fake_labels[2 * half:]])
-        fake = self._generate(self._trained("generator"), z, fake_labels)
+        fake = self.run_generator(self._trained("generator"), z, fake_labels)
         inputs = DiscriminatorBatch(real, fake, real_labels, fake_labels)
         for transform in self.input_transforms:
             inputs = transform.generator_update(inputs, self.global_step)
@@ -430,20 +423,20 @@ class GANModule(LightningModule):
                 self.discriminator, opt_d.optimizer, self.loss, inputs.real, inputs.fake, self.unrolled_steps,
                 self.unrolled_lr, inputs.real_labels, inputs.fake_labels,
             )
-        fake_scores = self._score(scorer, inputs.fake, inputs.fake_labels)
-        real_scores = self._score(scorer, inputs.real, inputs.real_labels) if self.loss.generator_needs_real_scores else None
+        fake_scores = self.run_discriminator(scorer, inputs.fake, inputs.fake_labels)
+        real_scores = self.run_discriminator(scorer, inputs.real, inputs.real_labels) if self.loss.generator_needs_real_scores else None
         adversarial = self.loss.generator_loss(fake_scores, real_scores)
         regularization: Tensor | float = 0.0
         if due:
             ctx = RegularizerContext(
-                self.discriminator, self._trained("generator", True), real, fake, z, self._grad_scale(), real_labels, fake_labels
+                self.discriminator, self._trained("generator", True), real, fake, z, self.optimizer_steps.grad_scale(), real_labels, fake_labels
             )
             regularization = self._regularization(due, ctx)
         loss = adversarial + regularization
         opt_g.zero_grad(set_to_none=True)
         if not self._skip_update("generator", adversarial, regularization):  # a skipped update is not a G step
-            self._backward(loss)
-            if self._step_generator(opt_g):
+            self.optimizer_steps.backward(loss)
+            if self.optimizer_steps.step_generator(opt_g):
                 self._after_generator_step()
         if self.nonfinite.policy == "stop":
             self.nonfinite.record(self.global_step, *self._d_terms, adversarial.detach(), self._guarded(regularization))
@@ -483,7 +476,7 @@ class GANModule(LightningModule):
         too high (the PyTorch AMP gradient-penalty recipe); the GradScaler then skips the step and lowers the
         scale, as for any overflow, so that is not a divergence to stop on.
         """
-        return _detach(regularization) if self._grad_scale() is None else 0.0
+        return _detach(regularization) if self.optimizer_steps.grad_scale() is None else 0.0
 
     def _grad_scale(self) -> Optional[Tensor]:
         """The 16-bit loss scale as a tensor (no host sync), for scaled ``autograd.grad`` in penalties."""
@@ -493,98 +486,6 @@ class GANModule(LightningModule):
         if getattr(scaler, "_scale", None) is None:
             scaler._lazy_init_scale_growth_tracker(self.device)
         return scaler._scale
-
-    def _use_scaler(self, phase: str) -> None:
-        """Under 16-bit mixed precision, G and D each get their own GradScaler.
-
-        With Lightning's single scaler, updated twice per iteration, an overflow or a growth caused by one
-        network changes the scale the other one trains with, and steps get skipped (shared notes, section 2).
-        The plugin's own scaler serves G (Lightning checkpoints it); D's is checkpointed by this module.
-        """
-        plugin = self.trainer.precision_plugin
-        if getattr(plugin, "scaler", None) is None:
-            return
-        if self._scalers is None:
-            shared = plugin.scaler
-            d_scaler = torch.amp.GradScaler(
-                shared._device,
-                init_scale=shared._init_scale,
-                growth_factor=shared._growth_factor,
-                backoff_factor=shared._backoff_factor,
-                growth_interval=shared._growth_interval,
-                enabled=shared.is_enabled(),
-            )
-            if self._d_scaler_state is not None:
-                d_scaler.load_state_dict(self._d_scaler_state)
-            self._scalers = {"generator": shared, "discriminator": d_scaler}
-        plugin.scaler = self._scalers[phase]
-
-    def _step_generator(self, opt_g: Any) -> bool:
-        """Step G and count it as a generator step unless the 16-bit scaler skipped it (inf/NaN gradients)."""
-        scaler = getattr(self.trainer.precision_plugin, "scaler", None)
-        scale_before = scaler._scale.clone() if scaler is not None and scaler.is_enabled() and scaler._scale is not None else None
-        self._step_uncounted(opt_g)
-        # GradScaler.step has already synchronised to decide; reading the scale back costs nothing more.
-        if scale_before is not None and bool(scaler._scale < scale_before):
-            self.skipped_generator_steps += 1
-            return False
-        progress = self.trainer.fit_loop.epoch_loop.manual_optimization.optim_step_progress
-        progress.increment_ready()
-        progress.increment_completed()
-        return True
-
-    def on_train_start(self) -> None:
-        self._lean = self._lean_dispatch()
-
-    def _lean_dispatch(self) -> Optional[list[Callback]]:
-        """Whether backward and optimizer steps may skip Lightning's dispatch layers, and which callbacks to call.
-
-        With 32-bit precision on one device and no profiler, ``manual_backward`` and ``LightningOptimizer.step``
-        only call hooks; dispatching hooks that no callback implements costs a few hundred microseconds per
-        generator step, which is most of the framework's overhead on small networks. The hooks that are
-        implemented (``on_before_optimizer_step``: gradient clipping, gradient-norm logging) are still called,
-        in the same order. Anything else (mixed precision, DDP, a profiler, backward hooks) takes Lightning's path.
-        Returns the callbacks implementing ``on_before_optimizer_step``, or None for Lightning's path.
-        """
-        trainer = self.trainer
-        if type(trainer.precision_plugin) is not Precision or type(trainer.strategy) is not SingleDeviceStrategy:
-            return None
-        if not isinstance(trainer.profiler, PassThroughProfiler):
-            return None
-        for hook in ("on_before_backward", "on_after_backward"):
-            if any(getattr(type(cb), hook) is not getattr(Callback, hook) for cb in trainer.callbacks):
-                return None
-        for hook in ("backward", "on_before_backward", "on_after_backward", "optimizer_step"):
-            if getattr(type(self), hook) is not getattr(LightningModule, hook) and hook not in GANModule.__dict__:
-                return None
-        base = Callback.on_before_optimizer_step
-        return [cb for cb in trainer.callbacks if type(cb).on_before_optimizer_step is not base]
-
-    def _backward(self, loss: Tensor) -> None:
-        if self._lean is not None:
-            loss.backward()
-        else:
-            self.manual_backward(loss)
-
-    def _step_uncounted(self, optimizer: Any) -> None:
-        """Step an optimizer without advancing ``global_step`` (which counts generator steps only)."""
-        if self._lean is not None:
-            raw = optimizer.optimizer
-            previous, self._current_fx_name = self._current_fx_name, "on_before_optimizer_step"
-            try:
-                for callback in self._lean:
-                    callback.on_before_optimizer_step(self.trainer, self, raw)
-                self.on_before_optimizer_step(raw)
-            finally:
-                self._current_fx_name = previous
-            raw.step()
-            return
-        before, after = optimizer._on_before_step, optimizer._on_after_step
-        optimizer._on_before_step = optimizer._on_after_step = _noop
-        try:
-            optimizer.step()
-        finally:
-            optimizer._on_before_step, optimizer._on_after_step = before, after
 
     @staticmethod
     def _set_requires_grad(module: nn.Module, flag: bool) -> None:
@@ -625,7 +526,7 @@ class GANModule(LightningModule):
             self.generator.eval()
             try:
                 labels = torch.zeros(1, dtype=torch.long, device=self.device) if self.num_classes else None
-                fake = self._generate(self.generator, self.sample_latent(1, torch.Generator().manual_seed(0)), labels)
+                fake = self.run_generator(self.generator, self.sample_latent(1, torch.Generator().manual_seed(0)), labels)
             finally:
                 self.generator.train(was_training)
         if tuple(fake.shape[1:]) != tuple(real.shape[1:]):
@@ -635,10 +536,6 @@ class GANModule(LightningModule):
                 "or output_dim in --model.generator.init_args / --model.discriminator.init_args)."
             )
         self._data_checked = True
-
-
-def _noop() -> None:
-    return None
 
 
 def _detach(value: Tensor | float) -> Tensor | float:

@@ -31,6 +31,21 @@ def capture_rng_state() -> dict[str, Any]:
     return state
 
 
+def gather_rng_states(trainer: Any) -> list[dict[str, Any]]:
+    """Every rank's RNG state, in rank order (``trainer`` None: this process only).
+
+    Only rank 0 writes the checkpoint, so the other ranks' states travel to it here; checkpoint saving runs on
+    every rank, so this collective is not called from rank-0-only code.
+    """
+    state = capture_rng_state()
+    world = trainer.world_size if trainer is not None else 1
+    if world == 1:
+        return [state]
+    gathered: list[Any] = [None] * world
+    torch.distributed.all_gather_object(gathered, state)
+    return gathered
+
+
 def restore_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     np.random.set_state(

@@ -195,7 +195,7 @@ def test_lean_dispatch_still_calls_the_implemented_hooks_and_steps_aside_for_bac
     model = tiny_gan(generator_grad_clip=1.0, n_critic=2)
     model.on_before_optimizer_step = (lambda orig: (lambda opt: (calls.append(("module", None)), orig(opt))[1]))(model.on_before_optimizer_step)
     quiet_trainer(max_steps=2, callbacks=[StepHook()]).fit(model, tiny_ring())
-    assert model._lean is not None  # 32-bit, one device, no profiler: the direct path
+    assert model.optimizer_steps.fast_callbacks is not None  # 32-bit, one device, no profiler: the direct path
     # per step: D, D, G; each time the callback first, then the module (as Lightning orders them)
     assert calls == [("callback", False), ("module", None), ("callback", False), ("module", None), ("callback", True), ("module", None)] * 2
 
@@ -206,4 +206,4 @@ def test_lean_dispatch_still_calls_the_implemented_hooks_and_steps_aside_for_bac
     calls.clear()
     model = tiny_gan()
     quiet_trainer(max_steps=2, callbacks=[BackwardHook()]).fit(model, tiny_ring())
-    assert model._lean is None and calls.count("after_backward") == 4  # Lightning's path: every hook runs
+    assert model.optimizer_steps.fast_callbacks is None and calls.count("after_backward") == 4  # Lightning's path: every hook runs

@@ -76,5 +76,5 @@ def test_skip_policy_leaves_an_overflowing_penalty_to_the_grad_scaler():
     trainer = quiet_trainer(max_steps=40, plugins=[MixedPrecision("16-mixed", "cpu", scaler=scaler)])
     trainer.fit(model, tiny_ring())
     assert model.nonfinite.skipped["discriminator"] == 0
-    assert model._scalers["discriminator"].get_scale() < 2.0**30  # the scaler backed off
+    assert model.optimizer_steps.scalers["discriminator"].get_scale() < 2.0**30  # the scaler backed off
     assert any(not torch.equal(a, b) for a, b in zip(before, model.discriminator.parameters()))  # and D trained

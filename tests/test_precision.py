@@ -73,10 +73,10 @@ def test_16_mixed_gives_each_network_its_own_scaler_and_does_not_count_skipped_g
     ckpt = GANCheckpoint(dirpath=tmp_path, save_last=True)
     trainer = quiet_trainer(max_steps=5, callbacks=[ckpt], enable_checkpointing=True, **_precision("16-mixed"))
     trainer.fit(model, tiny_ring())
-    skipped = model.skipped_generator_steps
+    skipped = model.optimizer_steps.skipped_generator_steps
     assert skipped >= 1  # the forced overflow (an early step at the initial scale 2**16 may overflow too)
     assert trainer.global_step == 5 and len(steps) == 5 + skipped  # skipped updates are not generator steps
-    g_scale, d_scale = model._scalers["generator"].get_scale(), model._scalers["discriminator"].get_scale()
+    g_scale, d_scale = model.optimizer_steps.scalers["generator"].get_scale(), model.optimizer_steps.scalers["discriminator"].get_scale()
     assert g_scale == 2.0**16 / 2**skipped  # G's scale backed off once per skipped G step ...
     assert d_scale > g_scale  # ... and D's scale did not follow G's overflows
     state = torch.load(tmp_path / "last.ckpt", weights_only=True)

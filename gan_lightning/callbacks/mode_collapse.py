@@ -388,14 +388,14 @@ class ModeCollapseMonitor(Callback):
         discriminator.eval()
         try:
             with torch.enable_grad():
-                fake = pl_module._generate(generator, z, labels)
-                fake_scores = pl_module._score(discriminator, fake, labels)
+                fake = pl_module.run_generator(generator, z, labels)
+                fake_scores = pl_module.run_discriminator(discriminator, fake, labels)
                 real_scores = None
                 if pl_module.loss.generator_needs_real_scores:
                     real = self._reference["real"][:n] if self._reference is not None else fake.detach()
                     real_labels = self._reference["real_labels"] if self._reference is not None else None
                     real_labels = real_labels[:n] if real_labels is not None and labels is not None else labels
-                    real_scores = pl_module._score(discriminator, real, real_labels)
+                    real_scores = pl_module.run_discriminator(discriminator, real, real_labels)
                 loss = pl_module.loss.generator_loss(fake_scores, real_scores)
                 return float(cs.gradient_norm(loss, params))
         finally:
