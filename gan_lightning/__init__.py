@@ -1,5 +1,9 @@
 """gan_lightning: GAN experiments on PyTorch Lightning."""
 
+from gan_lightning import _aliases
+
+_aliases.install()  # module paths from before the layout by concept keep importing (old configs, checkpoints)
+
 from gan_lightning.callbacks import (
     BalanceDiagnosticsCallback,
     GANCheckpoint,
@@ -23,10 +27,10 @@ from gan_lightning.losses import (
     register_loss,
 )
 from gan_lightning.module import GANModule
-from gan_lightning.multi_discriminator import MultiDiscriminator, MultiDiscriminatorLoss  # registers "gman"
-from gan_lightning.multi_generator import MGANDiscriminator, MGANLoss, MultiGenerator  # registers "mgan"
+from gan_lightning.variants.gman import MultiDiscriminator, MultiDiscriminatorLoss  # registers "gman"
+from gan_lightning.variants.mgan import MGANDiscriminator, MGANLoss, MultiGenerator  # registers "mgan"
 from gan_lightning.regularizers import GradientPenalty, Regularizer, RegularizerContext
-from gan_lightning.strategies import GANDDPStrategy
+from gan_lightning.runtime.ddp import GANDDPStrategy
 
 __version__ = "0.1.0"
 

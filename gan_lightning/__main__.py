@@ -1,6 +1,6 @@
 import sys
 
-from gan_lightning.cli import main
+from gan_lightning.commands.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

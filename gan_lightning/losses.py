@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from gan_lightning.config_repr import ConfigRepr
 from gan_lightning.errors import ConfigurationError
 from gan_lightning.regularizers import GradientPenalty, Regularizer
 
@@ -71,7 +72,7 @@ def build_loss(spec: "AdversarialLoss | str") -> "AdversarialLoss":
     )
 
 
-class AdversarialLoss:
+class AdversarialLoss(ConfigRepr):
     """Interface of an adversarial loss (in the spirit of StyleGAN2-ADA's phase-based ``loss.py``)."""
 
     #: Scores are logits of P(real): logged diagnostics show sigmoid(score) instead of raw values.
@@ -126,10 +127,6 @@ class AdversarialLoss:
     @torch.no_grad()
     def after_discriminator_step(self, discriminator: nn.Module) -> None:
         """Hook run after every discriminator optimizer step (WGAN weight clipping uses it)."""
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())
-        return f"{type(self).__name__}({args})"
 
 
 class _BCELoss(AdversarialLoss):

@@ -21,16 +21,17 @@ from torch import Tensor, nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
-from gan_lightning.discriminator_inputs import DiscriminatorBatch, DiscriminatorInputTransform
-from gan_lightning.ema import check_ema_options, make_ema_copy, update_ema
+from gan_lightning.tricks.discriminator_inputs import DiscriminatorBatch, DiscriminatorInputTransform
+from gan_lightning.tricks.ema import check_ema_options, make_ema_copy, update_ema
 from gan_lightning.errors import ConfigurationError
 from gan_lightning.losses import AdversarialLoss, build_loss
+from gan_lightning.networks.interface import eval_mode, num_classes_of
 from gan_lightning.regularizers import Regularizer, RegularizerContext
-from gan_lightning.nonfinite import NonFiniteGuard, assert_finite_parameters
-from gan_lightning.rng import gather_rng_states, restore_rng_state
+from gan_lightning.runtime.nonfinite import NonFiniteGuard, assert_finite_parameters
+from gan_lightning.runtime.rng import gather_rng_states, restore_rng_state
 from gan_lightning.runtime.internals import attached_trainer
 from gan_lightning.runtime.steps import OptimizerSteps
-from gan_lightning.unrolled import unrolled_scorer
+from gan_lightning.tricks.unrolled import unrolled_scorer
 
 OptimizerFactory = Callable[[Iterable], Optimizer]
 SchedulerFactory = Callable[[Optimizer], LRScheduler]
@@ -42,12 +43,6 @@ warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\)`
 def default_optimizer(params: Iterable) -> Optimizer:
     """Adam(lr=2e-4, betas=(0.5, 0.999)): the DCGAN paper's setting (Radford et al. 2016, Sec. 4)."""
     return torch.optim.Adam(params, lr=2e-4, betas=(0.5, 0.999))
-
-
-def num_classes_of(network: nn.Module) -> int:
-    """The ``num_classes`` a conditional network declares; 0 for unconditional ones."""
-    value = getattr(network, "num_classes", 0)
-    return int(value) if isinstance(value, int) and value > 0 else 0
 
 
 def _is_plain(value: Any) -> bool:
@@ -86,7 +81,7 @@ class GANModule(LightningModule):
         n_critic: discriminator updates per generator update, each on its own real batch.
         nonfinite: what a NaN/Inf loss does: ``stop`` the run with a message naming the network, the loss term
             and the step (checked without per-step syncs), or ``skip`` the update (one sync per update).
-        input_transforms: changes to what D sees (:mod:`gan_lightning.discriminator_inputs`: instance noise,
+        input_transforms: changes to what D sees (:mod:`gan_lightning.tricks.discriminator_inputs`: instance noise,
             label flipping), applied in order.
         generator_scheduler / discriminator_scheduler: callables ``optimizer -> LRScheduler``, both stepped once
             per generator step (SNGAN's linear decay to zero is ``torch.optim.lr_scheduler.LinearLR`` with
@@ -94,8 +89,8 @@ class GANModule(LightningModule):
         generator_grad_clip / discriminator_grad_clip: maximum gradient norm of each network, applied to the
             unscaled gradients (also under 16-bit mixed precision).
         ema_decay: keep ``generator_ema``, an exponential moving average of the generator
-            (:mod:`gan_lightning.ema`), updated after every generator step from ``ema_start_step`` on.
-        unrolled_steps: train G against D unrolled this many steps (Metz et al. 2017; :mod:`gan_lightning.unrolled`),
+            (:mod:`gan_lightning.tricks.ema`), updated after every generator step from ``ema_start_step`` on.
+        unrolled_steps: train G against D unrolled this many steps (Metz et al. 2017; :mod:`gan_lightning.tricks.unrolled`),
             with the learning rate ``unrolled_lr`` (default: D's own).
         compile_networks: run G and D through ``torch.compile`` in training (not with ``gan_ddp``). Forward
             passes whose input gradient is differentiated again (R1, R2, penalties) use the eager network,
@@ -243,16 +238,12 @@ class GANModule(LightningModule):
             labels = self.sample_labels(n, rng)
         elif not self.num_classes:
             raise ConfigurationError("labels were given, but this GAN is not conditional (its generator has no num_classes)")
-        was_training = network.training
-        network.eval()
-        try:
-            chunks = []
+        chunks = []
+        with eval_mode(network):
             for i in range(0, n, batch_size):
                 z = self.sample_latent(min(batch_size, n - i), rng)
                 y = None if labels is None else labels[i : i + len(z)].to(self.device)
                 chunks.append(self.run_generator(network, z, y))
-        finally:
-            network.train(was_training)
         return torch.cat(chunks)
 
     # ------------------------------------------------------------------ distributed
@@ -521,14 +512,9 @@ class GANModule(LightningModule):
 
     def _check_data(self, real: Tensor) -> None:
         """Compare one generated sample with one real sample once, to fail early with a readable message."""
-        with torch.no_grad():
-            was_training = self.generator.training
-            self.generator.eval()
-            try:
-                labels = torch.zeros(1, dtype=torch.long, device=self.device) if self.num_classes else None
-                fake = self.run_generator(self.generator, self.sample_latent(1, torch.Generator().manual_seed(0)), labels)
-            finally:
-                self.generator.train(was_training)
+        with torch.no_grad(), eval_mode(self.generator):
+            labels = torch.zeros(1, dtype=torch.long, device=self.device) if self.num_classes else None
+            fake = self.run_generator(self.generator, self.sample_latent(1, torch.Generator().manual_seed(0)), labels)
         if tuple(fake.shape[1:]) != tuple(real.shape[1:]):
             raise ConfigurationError(
                 f"The generator makes samples of shape {tuple(fake.shape[1:])} but the data has shape "

@@ -14,6 +14,7 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
+from gan_lightning.config_repr import ConfigRepr
 from gan_lightning.errors import ConfigurationError
 
 
@@ -63,7 +64,7 @@ def _norm_per_sample(grad: Tensor) -> Tensor:
     return (grad.flatten(1).pow(2).sum(dim=1) + 1e-12).sqrt()
 
 
-class Regularizer:
+class Regularizer(ConfigRepr):
     """Base class: ``penalty(ctx)`` returns the unweighted term; the module adds ``weight * every * penalty``."""
 
     phase: str = "discriminator"
@@ -89,10 +90,6 @@ class Regularizer:
 
     def __call__(self, ctx: RegularizerContext) -> Tensor:
         return self.penalty(ctx) * (self.weight * self.every)
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())
-        return f"{type(self).__name__}({args})"
 
 
 class GradientPenalty(Regularizer):

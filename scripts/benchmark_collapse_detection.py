@@ -58,7 +58,7 @@ import torch  # noqa: E402
 from lightning.pytorch import Callback  # noqa: E402
 
 from gan_lightning.callbacks import ModeCollapseMonitor  # noqa: E402
-from gan_lightning.collapse_signals import mode_histogram, modes_covered  # noqa: E402
+from gan_lightning.collapse.signals import mode_histogram, modes_covered  # noqa: E402
 
 QUIET = [
     "--trainer.logger=false", "--trainer.enable_checkpointing=false", "--trainer.enable_progress_bar=false",
@@ -87,9 +87,9 @@ DIGITS_MONITOR = {"every_n_steps": 100, "warmup_steps": 500}
 
 def rollback_remedies(name: str) -> list:
     """The remedies a rollback switches on, by name (--remedies)."""
-    from gan_lightning.discriminator_inputs import InstanceNoise
+    from gan_lightning.tricks.discriminator_inputs import InstanceNoise
     from gan_lightning.regularizers import ModeSeekingRegularizer
-    from gan_lightning.remedies import AddInputTransform, AddRegularizer, ScaleLearningRate
+    from gan_lightning.collapse.remedies import AddInputTransform, AddRegularizer, ScaleLearningRate
 
     return {
         "scale-g-lr": [ScaleLearningRate("generator", 0.1)],
@@ -155,7 +155,7 @@ class ClassifierModes(Callback):
 
 # ---------------------------------------------------------------------- runs
 def build(args: list[str]):
-    from gan_lightning.cli import GANLightningCLI
+    from gan_lightning.commands.cli import GANLightningCLI
 
     return GANLightningCLI(args=[*args, *QUIET], run=False, save_config_callback=None)
 

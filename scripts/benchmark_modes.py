@@ -70,7 +70,7 @@ def run_one(config: str, mixture: str, seed: int, steps: int | None, extra: tupl
     import warnings
 
     warnings.filterwarnings("ignore")
-    from gan_lightning.cli import GANLightningCLI
+    from gan_lightning.commands.cli import GANLightningCLI
     from gan_lightning.metrics.mode_coverage import mode_coverage
     from gan_lightning.data.mixtures import mixture_modes
 

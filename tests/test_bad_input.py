@@ -7,7 +7,7 @@ import torch
 from PIL import Image
 
 from gan_lightning import GANCheckpoint
-from gan_lightning.cli import main
+from gan_lightning.commands.cli import main
 from gan_lightning.errors import CheckpointError
 
 from conftest import ROOT, quiet_trainer, run_cli, tiny_gan, tiny_ring

@@ -6,7 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
-from gan_lightning.cli import main
+from gan_lightning.commands.cli import main
 
 from conftest import ROOT, run_cli
 

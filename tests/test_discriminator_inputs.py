@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from gan_lightning.discriminator_inputs import DiscriminatorBatch, InstanceNoise, LabelFlipping
+from gan_lightning.tricks.discriminator_inputs import DiscriminatorBatch, InstanceNoise, LabelFlipping
 from gan_lightning.errors import ConfigurationError
 
 from conftest import quiet_trainer, tiny_gan, tiny_ring

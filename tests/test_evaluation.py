@@ -9,7 +9,7 @@ from lightning.pytorch.loggers import CSVLogger
 from torch import nn
 
 from gan_lightning.callbacks import GANCheckpoint, GANEvaluation
-from gan_lightning.cli import main
+from gan_lightning.commands.cli import main
 from gan_lightning.data import DigitsDataModule
 from gan_lightning.networks import DCGANDiscriminator, DCGANGenerator
 

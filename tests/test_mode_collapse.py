@@ -9,13 +9,13 @@ from lightning.pytorch import Callback
 from torch import nn
 
 from conftest import quiet_trainer, tiny_gan, tiny_ring
-from gan_lightning import collapse_signals as cs
+from gan_lightning.collapse import signals as cs
 from gan_lightning.callbacks import ModeCollapseMonitor
 from gan_lightning.data.mixtures import mixture_modes
-from gan_lightning.discriminator_inputs import InstanceNoise
+from gan_lightning.tricks.discriminator_inputs import InstanceNoise
 from gan_lightning.errors import ConfigurationError
 from gan_lightning.regularizers import ModeSeekingRegularizer
-from gan_lightning.remedies import AddInputTransform, AddRegularizer, ScaleLearningRate
+from gan_lightning.collapse.remedies import AddInputTransform, AddRegularizer, ScaleLearningRate
 
 MODES, STD = mixture_modes("ring8")
 
@@ -408,13 +408,13 @@ def test_rollback_with_remedies_from_yaml(tmp_path):
     import yaml
 
     from conftest import ROOT
-    from gan_lightning.cli import GANLightningCLI
+    from gan_lightning.commands.cli import GANLightningCLI
 
     config = yaml.safe_load((ROOT / "experiments" / "ring8_collapse.yaml").read_text())
     entry = next(c for c in config["trainer"]["callbacks"] if c["class_path"].endswith("ModeCollapseMonitor"))
     entry["init_args"].update(action="rollback", remedies=[
-        {"class_path": "gan_lightning.remedies.ScaleLearningRate", "init_args": {"network": "generator", "factor": 0.1}},
-        {"class_path": "gan_lightning.remedies.AddRegularizer",
+        {"class_path": "gan_lightning.collapse.remedies.ScaleLearningRate", "init_args": {"network": "generator", "factor": 0.1}},
+        {"class_path": "gan_lightning.collapse.remedies.AddRegularizer",
          "init_args": {"regularizer": {"class_path": "gan_lightning.regularizers.ModeSeekingRegularizer"}}},
     ])
     path = tmp_path / "rollback.yaml"
@@ -436,7 +436,7 @@ def test_reference_set_is_a_fixed_random_subset_not_the_first_samples():
 
 
 def test_mgan_dynamics_read_the_adversarial_column_and_an_infinite_norm_is_not_a_maximum():
-    from gan_lightning.multi_generator import MGANDiscriminator, MGANLoss, MultiGenerator
+    from gan_lightning.variants.mgan import MGANDiscriminator, MGANLoss, MultiGenerator
     from gan_lightning.losses import NonSaturatingLoss
 
     torch.manual_seed(0)

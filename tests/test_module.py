@@ -55,9 +55,6 @@ def test_n_critic_schedule_and_frozen_networks(n_critic):
     model = tiny_gan(n_critic=n_critic, loss="wgan")
     recorder = Recorder(model)
 
-    class Hooked(type(model)):
-        pass
-
     orig = model.configure_optimizers
 
     def configure():

@@ -10,8 +10,8 @@ from gan_lightning import GANModule, build_loss
 from gan_lightning.callbacks import BalanceDiagnosticsCallback, LossCurvesCallback
 from gan_lightning.errors import ConfigurationError
 from gan_lightning.losses import HingeLoss, NonSaturatingLoss, WassersteinGPLoss
-from gan_lightning.multi_discriminator import MultiDiscriminator, MultiDiscriminatorLoss, PerDiscriminatorRegularizer
-from gan_lightning.multi_generator import MGANDiscriminator, MGANLoss, MultiGenerator, generator_labels
+from gan_lightning.variants.gman import MultiDiscriminator, MultiDiscriminatorLoss, PerDiscriminatorRegularizer
+from gan_lightning.variants.mgan import MGANDiscriminator, MGANLoss, MultiGenerator, generator_labels
 from gan_lightning.networks import MLPDiscriminator, MLPGenerator
 from gan_lightning.regularizers import R1Penalty, RegularizerContext
 
@@ -302,8 +302,8 @@ def test_trains_in_gan_module_and_survives_a_checkpoint(tmp_path, make, columns,
 
 @pytest.mark.parametrize("name", ["gman", "mgan"])
 def test_shipped_experiment_builds_from_yaml_and_reloads_from_its_checkpoint(tmp_path, name):
-    from gan_lightning.cli import GANLightningCLI
-    from gan_lightning.sampling import load_gan
+    from gan_lightning.commands.cli import GANLightningCLI
+    from gan_lightning.commands.sample import load_gan
 
     cli = GANLightningCLI(
         args=[
@@ -325,8 +325,8 @@ def test_shipped_experiment_builds_from_yaml_and_reloads_from_its_checkpoint(tmp
 
 
 def test_diagnostics_read_the_adversarial_columns_only():
-    from gan_lightning.multi_discriminator import MultiDiscriminatorLoss
-    from gan_lightning.multi_generator import MGANLoss
+    from gan_lightning.variants.gman import MultiDiscriminatorLoss
+    from gan_lightning.variants.mgan import MGANLoss
     from gan_lightning.losses import NonSaturatingLoss, available_losses
 
     real, fake = torch.randn(8, 5), torch.randn(8, 5)

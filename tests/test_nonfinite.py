@@ -5,7 +5,7 @@ import torch
 
 from gan_lightning import GANCheckpoint
 from gan_lightning.losses import NonSaturatingLoss
-from gan_lightning.nonfinite import NonFiniteError
+from gan_lightning.runtime.nonfinite import NonFiniteError
 
 from conftest import quiet_trainer, tiny_gan, tiny_ring
 

@@ -9,10 +9,10 @@ from lightning.pytorch import Callback
 from lightning.pytorch.plugins import MixedPrecision
 
 from gan_lightning import GANCheckpoint
-from gan_lightning.ema import update_ema
+from gan_lightning.tricks.ema import update_ema
 from gan_lightning.errors import ConfigurationError
 from gan_lightning.losses import NonSaturatingLoss
-from gan_lightning.unrolled import unrolled_scorer
+from gan_lightning.tricks.unrolled import unrolled_scorer
 
 from conftest import quiet_trainer, tiny_gan, tiny_ring
 
@@ -56,7 +56,7 @@ def test_ema_in_training_follows_the_recursion_and_copies_batchnorm_buffers():
 
 
 def test_ema_is_checkpointed_and_used_by_sampling(tmp_path):
-    from gan_lightning.sampling import load_gan
+    from gan_lightning.commands.sample import load_gan
 
     model = tiny_gan(ema_decay=0.9)
     trainer = quiet_trainer(max_steps=6, callbacks=[GANCheckpoint(dirpath=tmp_path, save_last=True)], enable_checkpointing=True)

@@ -28,6 +28,8 @@ from typing import Any, Optional, Union
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 
+from gan_lightning.runtime import internals
+
 
 def _signal_number(sig: Union[int, str]) -> int:
     if isinstance(sig, int):
@@ -97,7 +99,7 @@ class SlurmRequeue(Callback):
             return
         ckpt = self._last_checkpoint_callback(trainer)
         assert ckpt is not None  # checked in setup
-        ckpt._save_last_checkpoint(trainer, ckpt._monitor_candidates(trainer))  # collective; barrier included
+        internals.save_last_checkpoint(ckpt, trainer)  # collective; barrier included
         _say(trainer, f"SlurmRequeue: signal {self.signum} received; saved {ckpt.last_model_path} "
                       f"at generator step {trainer.global_step}")
         trainer.should_stop = True

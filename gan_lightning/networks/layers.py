@@ -25,7 +25,6 @@ from torch.nn.utils.parametrizations import spectral_norm
 
 from gan_lightning.errors import ConfigurationError
 
-MINIBATCH_LAYERS = ("none", "stddev", "discrimination")
 
 _SPECTRAL_NORM_TYPES = (nn.Conv1d, nn.Conv2d, nn.ConvTranspose2d, nn.Linear, nn.Embedding)
 

@@ -27,6 +27,35 @@ def _check_dims(name: str, hidden_dims: Sequence[int]) -> None:
         raise ConfigurationError(f"{name}: hidden_dims must be a non-empty list of positive sizes, got {list(hidden_dims)}")
 
 
+def generator_blocks(width: int, hidden_dims: Sequence[int], batch_norm: bool) -> tuple[list[nn.Module], int]:
+    """Linear (no bias before BatchNorm), BatchNorm, ReLU per hidden size: the generator trunk of every shipped MLP."""
+    layers: list[nn.Module] = []
+    for h in hidden_dims:
+        layers.append(nn.Linear(width, h, bias=not batch_norm))
+        if batch_norm:
+            layers.append(nn.BatchNorm1d(h))
+        layers.append(nn.ReLU(inplace=True))
+        width = h
+    return layers, width
+
+
+def discriminator_blocks(
+    owner: str, width: int, hidden_dims: Sequence[int], dropout: float, minibatch_layer: str
+) -> tuple[list[nn.Module], int]:
+    """Linear, LeakyReLU(0.2), optional dropout per hidden size, then the optional minibatch layer: the
+    discriminator trunk of every shipped MLP; returns the layers and the width of their output."""
+    layers: list[nn.Module] = []
+    for h in hidden_dims:
+        layers += [nn.Linear(width, h), nn.LeakyReLU(0.2, inplace=True)]
+        if dropout:
+            layers.append(nn.Dropout(dropout))
+        width = h
+    mb_layer, extra = build_minibatch_layer(owner, minibatch_layer, width)
+    if mb_layer is not None:
+        layers.append(mb_layer)
+    return layers, width + extra
+
+
 class MLPGenerator(nn.Module):
     """ReLU MLP generator; the defaults are PacGAN's 2D generator (4 x 400 units with BatchNorm, z of size 2).
 
@@ -46,14 +75,7 @@ class MLPGenerator(nn.Module):
         _check_dims("MLPGenerator", hidden_dims)
         self.num_classes = check_num_classes("MLPGenerator", num_classes, "--model.generator.init_args.num_classes")
         self.latent_dim, self.output_dim = latent_dim, output_dim
-        layers: list[nn.Module] = []
-        width = latent_dim + num_classes
-        for h in hidden_dims:
-            layers.append(nn.Linear(width, h, bias=not batch_norm))
-            if batch_norm:
-                layers.append(nn.BatchNorm1d(h))
-            layers.append(nn.ReLU(inplace=True))
-            width = h
+        layers, width = generator_blocks(latent_dim + num_classes, hidden_dims, batch_norm)
         layers.append(nn.Linear(width, output_dim))
         self.net = nn.Sequential(*layers)
         if spectral_norm:
@@ -89,17 +111,8 @@ class MLPDiscriminator(nn.Module):
             "MLPDiscriminator", num_classes, "--model.discriminator.init_args.num_classes"
         )
         self.input_dim = input_dim
-        layers: list[nn.Module] = []
-        width = input_dim + num_classes
-        for h in hidden_dims:
-            layers += [nn.Linear(width, h), nn.LeakyReLU(0.2, inplace=True)]
-            if dropout:
-                layers.append(nn.Dropout(dropout))
-            width = h
-        mb_layer, extra = build_minibatch_layer("MLPDiscriminator", minibatch_layer, width)
-        if mb_layer is not None:
-            layers.append(mb_layer)
-        layers.append(nn.Linear(width + extra, 1))
+        layers, width = discriminator_blocks("MLPDiscriminator", input_dim + num_classes, hidden_dims, dropout, minibatch_layer)
+        layers.append(nn.Linear(width, 1))
         self.minibatch_layer = minibatch_layer
         self.net = nn.Sequential(*layers)
         if spectral_norm:

@@ -37,14 +37,10 @@ from torch import Tensor, nn
 
 from gan_lightning.errors import ConfigurationError
 from gan_lightning.losses import AdversarialLoss, build_loss, register_loss
+from gan_lightning.networks.interface import num_classes_of
 from gan_lightning.regularizers import Regularizer, RegularizerContext
 
 _INIT = "--model.discriminator.init_args"
-
-
-def _num_classes(network: nn.Module) -> int:
-    value = getattr(network, "num_classes", 0)
-    return int(value) if isinstance(value, int) and value > 0 else 0
 
 
 class MultiDiscriminator(nn.Module):
@@ -108,7 +104,7 @@ class MultiDiscriminator(nn.Module):
                 "MultiDiscriminator: the same network object is listed more than once, so those discriminators would "
                 "share their weights; build each one separately."
             )
-        classes = [_num_classes(m) for m in members]
+        classes = [num_classes_of(m) for m in members]
         if len(set(classes)) > 1:
             raise ConfigurationError(
                 f"MultiDiscriminator: the discriminators have different num_classes {classes}; a conditional GAN needs "
@@ -168,7 +164,7 @@ class PerDiscriminatorRegularizer(Regularizer):
     :class:`MultiDiscriminator`, read from the network or from the scores). In YAML::
 
         regularizers:
-          - class_path: gan_lightning.multi_discriminator.PerDiscriminatorRegularizer
+          - class_path: gan_lightning.variants.gman.PerDiscriminatorRegularizer
             init_args: {regularizer: {class_path: gan_lightning.regularizers.R1Penalty, init_args: {gamma: 1.0}}}
 
     R1/R2 still reuse the update's own forward pass (one input-gradient per column).
@@ -205,7 +201,7 @@ class PerDiscriminatorRegularizer(Regularizer):
         if k is None:
             raise ConfigurationError(
                 "PerDiscriminatorRegularizer cannot tell how many score columns the discriminator has: give "
-                "`columns` explicitly (e.g. [0, 1, 2]) or use gan_lightning.multi_discriminator.MultiDiscriminator."
+                "`columns` explicitly (e.g. [0, 1, 2]) or use gan_lightning.variants.gman.MultiDiscriminator."
             )
         return list(range(k))
 
@@ -241,7 +237,7 @@ def _check_columns(owner: str, real_scores: Optional[Tensor], fake_scores: Tenso
         raise ConfigurationError(
             f"{owner} needs discriminator scores of shape (N, K), one column per discriminator, but got shape "
             f"{tuple(fake_scores.shape)}. Use --model.discriminator.class_path="
-            "gan_lightning.multi_discriminator.MultiDiscriminator (or a loss for one discriminator)."
+            "gan_lightning.variants.gman.MultiDiscriminator (or a loss for one discriminator)."
         )
     if real_scores is not None and (real_scores.dim() != 2 or real_scores.shape[1] != fake_scores.shape[1]):
         raise ConfigurationError(

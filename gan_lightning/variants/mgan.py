@@ -40,8 +40,9 @@ from torch import Tensor, nn
 
 from gan_lightning.errors import ConfigurationError
 from gan_lightning.losses import AdversarialLoss, build_loss, register_loss
-from gan_lightning.multi_discriminator import per_discriminator
-from gan_lightning.networks.layers import build_minibatch_layer, spectral_normalize
+from gan_lightning.variants.gman import per_discriminator
+from gan_lightning.networks.layers import spectral_normalize
+from gan_lightning.networks.mlp import discriminator_blocks, generator_blocks
 from gan_lightning.regularizers import Regularizer
 
 
@@ -92,16 +93,8 @@ class MultiGenerator(nn.Module):
         self.num_classes = 0
         self.input_layers = nn.ModuleList(nn.Linear(latent_dim, dims[0], bias=not batch_norm) for _ in range(num_generators))
         self.input_norms = nn.ModuleList(nn.BatchNorm1d(dims[0]) for _ in range(num_generators)) if batch_norm else None
-        layers: list[nn.Module] = [nn.ReLU()]
-        width = dims[0]
-        for h in dims[1:]:
-            layers.append(nn.Linear(width, h, bias=not batch_norm))
-            if batch_norm:
-                layers.append(nn.BatchNorm1d(h))
-            layers.append(nn.ReLU())
-            width = h
-        layers.append(nn.Linear(width, output_dim))
-        self.body = nn.Sequential(*layers)
+        blocks, width = generator_blocks(dims[0], dims[1:], batch_norm)
+        self.body = nn.Sequential(nn.ReLU(), *blocks, nn.Linear(width, output_dim))
         if spectral_norm:
             spectral_normalize(self)
 
@@ -162,19 +155,10 @@ class MGANDiscriminator(nn.Module):
         dims = _check_dims("MGANDiscriminator", hidden_dims, f"{opt}.hidden_dims")
         self.input_dim = input_dim
         self.num_classes = 0
-        layers: list[nn.Module] = []
-        width = input_dim
-        for h in dims:
-            layers += [nn.Linear(width, h), nn.LeakyReLU(0.2)]
-            if dropout:
-                layers.append(nn.Dropout(dropout))
-            width = h
-        mb_layer, extra = build_minibatch_layer("MGANDiscriminator", minibatch_layer, width)
-        if mb_layer is not None:
-            layers.append(mb_layer)
+        layers, width = discriminator_blocks("MGANDiscriminator", input_dim, dims, dropout, minibatch_layer)
         self.trunk = nn.Sequential(*layers)
-        self.score_head = nn.Linear(width + extra, 1)
-        self.classifier_head = nn.Linear(width + extra, num_generators)
+        self.score_head = nn.Linear(width, 1)
+        self.classifier_head = nn.Linear(width, num_generators)
         self.minibatch_layer = minibatch_layer
         if spectral_norm:
             spectral_normalize(self)
@@ -197,8 +181,9 @@ class MGANLoss(AdversarialLoss):
     Args:
         num_generators: K; default (null) reads it from the scores' width (1 + K). When set, it is checked.
         beta: weight of the classifier's cross-entropy in the generators' loss (the diversity term). The
-            default 0.125 is the value given for the paper's synthetic 2D experiment (to be confirmed against its
-            appendix; not re-checked here); the official code defaults to 0.01 for CIFAR-10.
+            default 0.125 is this project's setting for the 2D mixtures, where it gave every mode (see the
+            benchmarks page); it has not been checked against the paper's appendix. The authors' TensorFlow code
+            (qhoangdl/MGAN) takes beta as an argument (1.0 in its model class, 0.01 in its CIFAR-10 run).
         base: the adversarial loss on D's column (default ``nonsaturating``, as in the paper's code).
 
     D minimises ``base.discriminator_loss(col 0) + CE(C(G(z)), i mod K)``; G minimises
@@ -242,7 +227,7 @@ class MGANLoss(AdversarialLoss):
             expected = f"(N, 1 + {self.num_generators})" if self.num_generators is not None else "(N, 1 + K)"
             raise ConfigurationError(
                 f"MGANLoss needs {which} scores of shape {expected} (D's score, then the classifier's logits over the "
-                f"generators) but got {tuple(scores.shape)}. Use gan_lightning.multi_generator.MGANDiscriminator with "
+                f"generators) but got {tuple(scores.shape)}. Use gan_lightning.variants.mgan.MGANDiscriminator with "
                 "the same num_generators as the MultiGenerator (and as --model.loss.init_args.num_generators, if set)."
             )
         return k

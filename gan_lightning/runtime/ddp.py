@@ -12,9 +12,10 @@ from __future__ import annotations
 from contextlib import nullcontext
 
 import torch
-from lightning.pytorch.overrides.distributed import _register_ddp_comm_hook
 from lightning.pytorch.strategies import DDPStrategy, StrategyRegistry
 from torch.nn.parallel import DistributedDataParallel
+
+from gan_lightning.runtime import internals
 
 
 class GANDDPStrategy(DDPStrategy):
@@ -30,17 +31,13 @@ class GANDDPStrategy(DDPStrategy):
         device_ids = self.determine_ddp_device_ids()
         stream = torch.cuda.stream(torch.cuda.Stream()) if device_ids is not None else nullcontext()
         with stream:
-            generator = DistributedDataParallel(module.generator, device_ids=device_ids, **self._ddp_kwargs)
-            discriminator = DistributedDataParallel(module.discriminator, device_ids=device_ids, **self._ddp_kwargs)
+            kwargs = internals.ddp_kwargs(self)
+            generator = DistributedDataParallel(module.generator, device_ids=device_ids, **kwargs)
+            discriminator = DistributedDataParallel(module.discriminator, device_ids=device_ids, **kwargs)
         module.set_distributed_networks(generator, discriminator)
-        if self._ddp_comm_hook is not None:
+        if internals.ddp_comm_hook(self) is not None:
             for net in (generator, discriminator):
-                _register_ddp_comm_hook(
-                    model=net,
-                    ddp_comm_state=self._ddp_comm_state,
-                    ddp_comm_hook=self._ddp_comm_hook,
-                    ddp_comm_wrapper=self._ddp_comm_wrapper,
-                )
+                internals.register_ddp_comm_hook(self, net)
 
     def teardown(self) -> None:
         module = self.lightning_module

@@ -2,12 +2,12 @@
 
 Mode collapse is silent in the losses: the discriminator and generator losses of a generator that has dropped
 half the modes often look like those of a healthy one. So every ``every_n_steps`` generator steps the monitor
-generates a fixed-seed batch and compares it with a fixed real batch (:mod:`gan_lightning.collapse_signals`:
+generates a fixed-seed batch and compares it with a fixed real batch (:mod:`gan_lightning.collapse.signals`:
 diversity ratio, Naeem et al. 2020 coverage, the histogram over known modes or a classifier's classes), reads the
 training dynamics (D accuracy and losses of the last step, the generator's gradient norm from one dedicated
 backward pass), and turns them into a status: healthy, suspect or collapsed. A status change logs a warning that
 names the signals and the remedies this framework offers; on "collapsed" the run can also stop, or roll back to
-the last healthy state and continue with a remedy (:mod:`gan_lightning.remedies`) switched on.
+the last healthy state and continue with a remedy (:mod:`gan_lightning.collapse.remedies`) switched on.
 
 Nothing runs between checks: no per-step host sync, no per-step copy. A check costs one generation of
 ``num_samples`` samples, one forward/backward of G and D on ``grad_batch_size`` samples and a few small distance
@@ -27,12 +27,12 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import Tensor, nn
 
-from gan_lightning import collapse_signals as cs
+from gan_lightning.collapse import signals as cs
 from gan_lightning.callbacks._run_dir import resolve_run_dir
 from gan_lightning.callbacks.diagnostics import log_scalars
 from gan_lightning.errors import ConfigurationError
 from gan_lightning.metrics.features import FeatureExtractor, to_uint8
-from gan_lightning.remedies import Remedy
+from gan_lightning.collapse.remedies import Remedy
 
 STATUSES = ("healthy", "suspect", "collapsed")
 #: Signals that look at the samples themselves (direct evidence) and at the training dynamics (indirect).
@@ -47,8 +47,8 @@ _SAMPLE_REMEDIES = (
     "minibatch_layer: stddev on the discriminator (Karras et al. 2018)",
 )
 _DYNAMICS_REMEDIES = (
-    "--model.input_transforms+=gan_lightning.discriminator_inputs.InstanceNoise (Arjovsky & Bottou 2017)",
-    "--model.input_transforms+=gan_lightning.discriminator_inputs.LabelFlipping",
+    "--model.input_transforms+=gan_lightning.tricks.discriminator_inputs.InstanceNoise (Arjovsky & Bottou 2017)",
+    "--model.input_transforms+=gan_lightning.tricks.discriminator_inputs.LabelFlipping",
     "spectral_norm: true on the discriminator (Miyato et al. 2018)",
     "--model.loss=wgan-gp --model.n_critic=5 (Gulrajani et al. 2017)",
     "a lower discriminator learning rate or n_critic",
@@ -197,11 +197,11 @@ class ModeCollapseMonitor(Callback):
         need(
             action != "rollback" or bool(remedies),
             "action='rollback' needs at least one remedy, or the run would collapse again the same way; e.g. "
-            "remedies: [{class_path: gan_lightning.remedies.AddRegularizer, init_args: {regularizer: "
+            "remedies: [{class_path: gan_lightning.collapse.remedies.AddRegularizer, init_args: {regularizer: "
             "{class_path: gan_lightning.regularizers.ModeSeekingRegularizer}}}]",
         )
         need(all(isinstance(r, Remedy) for r in remedies or []),
-             "remedies must be gan_lightning.remedies.Remedy objects (class_path: gan_lightning.remedies.…)")
+             "remedies must be gan_lightning.collapse.remedies.Remedy objects (class_path: gan_lightning.collapse.remedies.…)")
         need(patience >= 1, f"patience must be >= 1, got {patience}")
         need(warmup_steps >= 0, f"warmup_steps must be >= 0, got {warmup_steps}")
         need(max_rollbacks >= 0, f"max_rollbacks must be >= 0, got {max_rollbacks}")

@@ -65,7 +65,7 @@ def evaluate(
         use_ema: score the EMA generator (``generator_ema``) when the checkpoint has one.
         device: where to run (``cpu``, ``cuda``, ``cuda:1``, ...).
     """
-    from gan_lightning.sampling import load_gan
+    from gan_lightning.commands.sample import load_gan
 
     if num_samples is not None and num_samples < 2:
         raise ConfigurationError(f"--num_samples must be >= 2, got {num_samples}")

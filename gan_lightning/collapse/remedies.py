@@ -7,10 +7,10 @@ its config, without them), so they must not stack. In YAML they are ``class_path
 .. code-block:: yaml
 
     remedies:
-      - class_path: gan_lightning.remedies.AddRegularizer
+      - class_path: gan_lightning.collapse.remedies.AddRegularizer
         init_args:
           regularizer: {class_path: gan_lightning.regularizers.ModeSeekingRegularizer}
-      - class_path: gan_lightning.remedies.ScaleLearningRate
+      - class_path: gan_lightning.collapse.remedies.ScaleLearningRate
         init_args: {network: discriminator, factor: 0.5}
 """
 
@@ -20,20 +20,17 @@ from typing import Any, Literal
 
 from lightning.pytorch import LightningModule
 
-from gan_lightning.discriminator_inputs import DiscriminatorInputTransform
+from gan_lightning.config_repr import ConfigRepr
+from gan_lightning.tricks.discriminator_inputs import DiscriminatorInputTransform
 from gan_lightning.errors import ConfigurationError
 from gan_lightning.regularizers import Regularizer
 
 
-class Remedy:
+class Remedy(ConfigRepr):
     """Base class: change the module (or its optimizers) in place, once; return what was done."""
 
     def apply(self, pl_module: LightningModule) -> str:
         raise NotImplementedError
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())
-        return f"{type(self).__name__}({args})"
 
 
 def _append_once(items: list, item: Any, where: str) -> str:
@@ -70,8 +67,8 @@ class AddInputTransform(Remedy):
     def __init__(self, transform: DiscriminatorInputTransform):
         if not isinstance(transform, DiscriminatorInputTransform):
             raise ConfigurationError(
-                f"AddInputTransform needs a gan_lightning.discriminator_inputs transform, got {type(transform).__name__}; "
-                "e.g. {class_path: gan_lightning.discriminator_inputs.InstanceNoise}."
+                f"AddInputTransform needs a gan_lightning.tricks.discriminator_inputs transform, got {type(transform).__name__}; "
+                "e.g. {class_path: gan_lightning.tricks.discriminator_inputs.InstanceNoise}."
             )
         self.transform = transform
 

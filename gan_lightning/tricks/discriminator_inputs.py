@@ -14,6 +14,7 @@ from typing import NamedTuple, Optional
 import torch
 from torch import Tensor
 
+from gan_lightning.config_repr import ConfigRepr
 from gan_lightning.errors import ConfigurationError
 
 
@@ -24,7 +25,7 @@ class DiscriminatorBatch(NamedTuple):
     fake_labels: Optional[Tensor] = None
 
 
-class DiscriminatorInputTransform:
+class DiscriminatorInputTransform(ConfigRepr):
     """Base class: both methods default to the identity."""
 
     def discriminator_update(self, batch: DiscriminatorBatch, step: int) -> DiscriminatorBatch:
@@ -32,10 +33,6 @@ class DiscriminatorInputTransform:
 
     def generator_update(self, batch: DiscriminatorBatch, step: int) -> DiscriminatorBatch:
         return batch
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())
-        return f"{type(self).__name__}({args})"
 
 
 class InstanceNoise(DiscriminatorInputTransform):

@@ -16,37 +16,39 @@ from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from gan_lightning.errors import CheckpointError
+from gan_lightning.runtime import internals
 
 
 class GANCheckpoint(ModelCheckpoint):
     """``every_n_train_steps`` counts generator steps; ``save_last`` also saves when training ends."""
 
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
-        if self._should_skip_saving_checkpoint(trainer):
+        if internals.checkpoint_should_skip(self, trainer):
             return
-        skip_batch = self._every_n_train_steps < 1 or trainer.global_step % self._every_n_train_steps != 0
+        every_n_steps, time_interval = internals.checkpoint_intervals(self)
+        skip_batch = every_n_steps < 1 or trainer.global_step % every_n_steps != 0
         skip_time = True
         now = time.monotonic()
-        if self._train_time_interval is not None:
-            last = self._last_time_checked
-            skip_time = last is None or (now - last) < self._train_time_interval.total_seconds()
+        if time_interval is not None:
+            last = internals.checkpoint_last_time_checked(self)
+            skip_time = last is None or (now - last) < time_interval.total_seconds()
             skip_time = trainer.strategy.broadcast(skip_time)  # same decision on every rank
         if skip_batch and skip_time:
             return
         if not skip_time:
-            self._last_time_checked = now
-        candidates = self._monitor_candidates(trainer)
+            internals.set_checkpoint_last_time_checked(self, now)
+        candidates = internals.checkpoint_candidates(self, trainer)
         if self.monitor is not None and self.monitor not in candidates:
             return  # the monitored metric is logged by an evaluation callback later
-        self._save_topk_checkpoint(trainer, candidates)
-        self._save_last_checkpoint(trainer, candidates)
+        internals.save_topk_checkpoint(self, trainer, candidates)
+        internals.save_last_checkpoint(self, trainer, candidates)
 
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         # A run that stops between intervals (max_steps, early stop) still leaves its final state in last.ckpt.
-        if self.save_last and not trainer.sanity_checking and self._last_global_step_saved != trainer.global_step:
-            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+        if self.save_last and not trainer.sanity_checking and internals.checkpoint_last_step_saved(self) != trainer.global_step:
+            internals.save_last_checkpoint(self, trainer)
 
-    def _save_checkpoint(self, trainer: Trainer, filepath: str) -> None:
+    def _save_checkpoint(self, trainer: Trainer, filepath: str) -> None:  # overrides a private method (canary-tested)
         tmp = f"{filepath}.tmp"
         try:
             trainer.save_checkpoint(tmp, self.save_weights_only)  # ends with a barrier on every rank
@@ -64,8 +66,7 @@ class GANCheckpoint(ModelCheckpoint):
                 + "free space or fix the directory, then resume with --ckpt_path last."
             ) from err
         trainer.strategy.barrier("GANCheckpoint.replace")
-        self._last_global_step_saved = trainer.global_step
-        self._last_checkpoint_saved = filepath
+        internals.record_checkpoint_saved(self, trainer, filepath)
         if trainer.is_global_zero:
             for logger in trainer.loggers:
                 logger.after_save_checkpoint(self)

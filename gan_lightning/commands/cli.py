@@ -15,30 +15,30 @@ from typing import Optional, Sequence
 import yaml
 from lightning.pytorch.cli import LightningCLI
 
-from gan_lightning import resume
+from gan_lightning.runtime import resume
 
 from gan_lightning.data.base import GANDataModule
 from gan_lightning.errors import CheckpointError, ConfigurationError, GANLightningError
 from gan_lightning.module import GANModule
 
-DEFAULT_CONFIG = Path(__file__).with_name("default_experiment.yaml")
+DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "default_experiment.yaml"
 EXTRA_COMMANDS = ("sample", "evaluate")
 
 
 def _extra_command(name: str):
     """Commands that work on a checkpoint rather than a training config: plain functions run by jsonargparse."""
     if name == "sample":
-        from gan_lightning.sampling import sample
+        from gan_lightning.commands.sample import sample
 
         return sample
-    from gan_lightning.evaluate import evaluate
+    from gan_lightning.commands.evaluate import evaluate
 
     return evaluate
 
 
 class GANLightningCLI(LightningCLI):
     """LightningCLI with GAN defaults: any GANDataModule subclass, optimizers configured by the module,
-    and resume semantics that continue the same run (see ``gan_lightning.resume``)."""
+    and resume semantics that continue the same run (see ``gan_lightning.runtime.resume``)."""
 
     def before_fit(self) -> None:
         """Fail before training if the run could not write its logs or checkpoints."""

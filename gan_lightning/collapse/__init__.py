@@ -1,0 +1,1 @@
+"""Mode collapse in one place: the signals (pure functions), the monitor callback, rollback and remedies."""

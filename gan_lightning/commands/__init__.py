@@ -1,0 +1,1 @@
+"""The command line: ``fit`` and the other Lightning subcommands, ``sample`` and ``evaluate``."""

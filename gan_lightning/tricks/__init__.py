@@ -1,0 +1,1 @@
+"""The stabilisation toolbox beyond losses and regularizers: what D sees, the generator EMA, unrolled updates."""
