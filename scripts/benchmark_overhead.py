@@ -2,7 +2,8 @@
 
 Both run in this process, alternating, with the same networks, loss, optimizers, batch size, in-memory data
 and number of generator steps; the framework run has the shipped experiments' defaults on (TensorBoard
-logging every 50 steps, GANCheckpoint at the end, progress bar). Prints the median over the repeats.
+logging every 50 steps, GANCheckpoint at the end, GANProgressBar refreshed every 25 steps; ``--progress_bar lightning``
+for Lightning's TQDMProgressBar instead). Prints the median over the repeats.
 
     python scripts/benchmark_overhead.py --case mlp_ring8 --steps 2000 --repeats 5
     python scripts/benchmark_overhead.py --case dcgan32 --steps 100 --repeats 3
@@ -24,7 +25,7 @@ from lightning.pytorch import Callback, Trainer, seed_everything
 from lightning.pytorch.callbacks import TQDMProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger
 
-from gan_lightning import GANCheckpoint, GANModule
+from gan_lightning import GANCheckpoint, GANModule, GANProgressBar
 from gan_lightning.data import DigitsDataModule, GaussianMixtureDataModule
 from gan_lightning.losses import NonSaturatingLoss
 from gan_lightning.module import default_optimizer
@@ -91,7 +92,7 @@ class _LoopClock(Callback):
         self.seconds = time.perf_counter() - self.start
 
 
-def framework(case: str, steps: int, compile: bool = False, warmup: int = 0) -> tuple[float, float]:
+def framework(case: str, steps: int, compile: bool = False, warmup: int = 0, progress_bar: str = "gan") -> tuple[float, float]:
     seed_everything(0)
     generator, discriminator, data = _networks(case)
     model = GANModule(generator, discriminator, loss="nonsaturating", compile_networks=compile)
@@ -99,7 +100,11 @@ def framework(case: str, steps: int, compile: bool = False, warmup: int = 0) -> 
         trainer = Trainer(
             accelerator="cpu", devices=1, max_steps=steps + warmup, log_every_n_steps=50, enable_model_summary=False,
             logger=TensorBoardLogger(tmp, name="bench"),
-            callbacks=[GANCheckpoint(every_n_train_steps=10**9, save_last=True), TQDMProgressBar(refresh_rate=25), clock := _LoopClock(warmup)],
+            callbacks=[
+                GANCheckpoint(every_n_train_steps=10**9, save_last=True),
+                GANProgressBar(refresh_rate=25) if progress_bar == "gan" else TQDMProgressBar(refresh_rate=25),
+                clock := _LoopClock(warmup),
+            ],
         )
         data.setup()
         start = time.perf_counter()
@@ -115,6 +120,7 @@ def main(
     threads: int = 0,
     compile: bool = False,
     warmup: int | None = None,
+    progress_bar: Literal["gan", "lightning"] = "gan",
 ) -> None:
     if threads:
         torch.set_num_threads(threads)
@@ -122,11 +128,12 @@ def main(
     plain, loop, whole = [], [], []
     for _ in range(repeats):
         plain.append(plain_loop(case, steps, compile, warmup))
-        loop_rate, whole_rate = framework(case, steps, compile, warmup)
+        loop_rate, whole_rate = framework(case, steps, compile, warmup, progress_bar)
         loop.append(loop_rate)
         whole.append(whole_rate)
     med = statistics.median
-    print(f"case={case} steps={steps} repeats={repeats} threads={torch.get_num_threads()} compile={compile} warmup={warmup}")
+    print(f"case={case} steps={steps} repeats={repeats} threads={torch.get_num_threads()} compile={compile} warmup={warmup} "
+          f"progress_bar={progress_bar}")
     print(f"plain loop                 : {med(plain):8.1f} generator steps/s")
     print(f"gan_lightning, loop only   : {med(loop):8.1f} generator steps/s   ratio {med([a / b for a, b in zip(loop, plain)]):.3f}")
     print(f"gan_lightning, incl. set-up: {med(whole):8.1f} generator steps/s   ratio {med([a / b for a, b in zip(whole, plain)]):.3f}")

@@ -91,6 +91,8 @@ def test_ring8_end_to_end_fit_then_sample(tmp_path):
         cwd=tmp_path,
     )
     assert fit.returncode == 0, fit.stderr[-3000:]
+    # the progress in generator steps, as plain lines since the output is not a terminal
+    assert fit.stdout.splitlines()[-1].startswith("generator step 40/40 (100%) |") and "\r" not in fit.stdout
     ckpt = tmp_path / "runs/ring8/version_0/checkpoints/last.ckpt"
     assert torch.load(ckpt, weights_only=True)["global_step"] == 40
     assert list((tmp_path / "runs/ring8/version_0").glob("events.out.tfevents*"))

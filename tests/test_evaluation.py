@@ -3,6 +3,7 @@
 import csv
 import json
 import math
+import re
 
 import torch
 from lightning.pytorch.loggers import CSVLogger
@@ -150,11 +151,19 @@ def test_evaluate_command_on_image_checkpoint_reads_the_run_config(tmp_path, mon
     args = ["evaluate", "--ckpt_path", str(ckpt), "--num_samples", "64", "--num_real", "80",
             "--feature_extractor", str(extractor), "--cache_dir", str(tmp_path / "cache")]
     assert main(args) == 0
+    # progress on stderr, phase by phase with its count and time, then the scores (stdout keeps the JSON record)
+    err = capsys.readouterr().err
+    phases = ["loading real images 80/80", "features of real images 80/80", "generating samples 64/64",
+              "features of generated samples 64/64", "scores 4/4"]
+    assert all(re.search(f"^evaluate last.ckpt: {phase} in \\d+\\.\\d s$", err, re.M) for phase in phases), err
+    assert re.search(r"^evaluate last.ckpt: done in \d+\.\d s: fid=\S+ is=\S+ is_std=\S+ kid=", err, re.M)
     record = json.loads(ckpt.with_suffix(".eval.json").read_text())
     assert record["protocol"]["reference"]["class_path"].endswith("DigitsDataModule")  # from <run>/config.yaml
     assert record["protocol"]["feature_extractor"]["name"] == str(extractor)
     assert record["protocol"]["real_features"].startswith("computed")
     assert main(args) == 0  # second time: real features from the disk cache, same scores
+    err = capsys.readouterr().err
+    assert "evaluate last.ckpt: real features from the disk cache" in err and "features of real images" not in err
     again = json.loads(ckpt.with_suffix(".eval.json").read_text())
     assert again["protocol"]["real_features"].startswith("disk cache") and again["scores"] == record["scores"]
     # the cached features file is itself a reference

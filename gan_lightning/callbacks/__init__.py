@@ -5,6 +5,7 @@ from gan_lightning.callbacks.diagnostics import BalanceDiagnosticsCallback
 from gan_lightning.callbacks.evaluation import GANEvaluation
 from gan_lightning.callbacks.loss_curves import LossCurvesCallback, plot_loss_curves_from_tensorboard
 from gan_lightning.collapse.monitor import ModeCollapseMonitor
+from gan_lightning.callbacks.progress import GANProgressBar
 from gan_lightning.callbacks.samples import SampleGridCallback
 from gan_lightning.callbacks.slurm import SlurmRequeue
 from gan_lightning.callbacks.timelapse import TimelapseCallback, make_timelapse
@@ -13,6 +14,7 @@ __all__ = [
     "BalanceDiagnosticsCallback",
     "GANCheckpoint",
     "GANEvaluation",
+    "GANProgressBar",
     "LossCurvesCallback",
     "ModeCollapseMonitor",
     "SampleGridCallback",

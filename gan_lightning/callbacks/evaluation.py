@@ -49,6 +49,9 @@ class GANEvaluation(Callback):
         use_ema: score ``generator_ema`` when the module has one.
         evaluate_at_end: also evaluate when training ends (if the last step was not just evaluated).
         record_dir: where the JSON records go (default ``<log_dir>/evaluation``).
+        show_progress_after: an evaluation that runs longer than this many seconds shows its progress on stderr
+            (rank 0: samples generated, features extracted, elapsed time; a bar on a terminal, a line every 30 s in
+            logs) and ends with a line of scores; 0 always, null never.
     """
 
     def __init__(
@@ -66,6 +69,7 @@ class GANEvaluation(Callback):
         use_ema: bool = True,
         evaluate_at_end: bool = True,
         record_dir: Optional[str] = None,
+        show_progress_after: Optional[float] = 5.0,
     ):
         if every_n_steps < 0:
             raise ConfigurationError(f"every_n_steps must be >= 0, got {every_n_steps}")
@@ -82,6 +86,7 @@ class GANEvaluation(Callback):
         self.use_ema = use_ema
         self.evaluate_at_end = evaluate_at_end
         self.record_dir = record_dir
+        self.show_progress_after = show_progress_after
         self.evaluator: Optional[GeneratorEvaluator] = None
         self.last_step: int = -1
         self.last_scores: dict[str, float] = {}
@@ -112,6 +117,7 @@ class GANEvaluation(Callback):
             seed=self.seed,
             batch_size=self.batch_size,
             cache_dir=self.cache_dir,
+            show_progress_after=self.show_progress_after,
         )
         # trainer.log_dir is a broadcast: resolve it here, on every rank, never in rank-0-only code
         base = self.record_dir or str(Path(trainer.log_dir or trainer.default_root_dir) / "evaluation")
@@ -138,8 +144,10 @@ class GANEvaluation(Callback):
         assert self.evaluator is not None, "setup() was not called"
         ema = getattr(pl_module, "generator_ema", None) if self.use_ema else None
         generator = ema if isinstance(ema, nn.Module) else pl_module.generator  # type: ignore[union-attr]
-        scores, protocol = self.evaluator.evaluate(generator, pl_module.sample_latent, pl_module.device)  # type: ignore[operator]
         step = trainer.global_step
+        scores, protocol = self.evaluator.evaluate(
+            generator, pl_module.sample_latent, pl_module.device, title=f"GANEvaluation at generator step {step}"  # type: ignore[operator]
+        )
         protocol = {"step": step, "generator": "ema" if generator is ema else "raw", **protocol}
         record = make_record(scores, protocol)
 

@@ -16,9 +16,10 @@ import yaml
 from lightning.pytorch.cli import LightningCLI
 
 from gan_lightning.runtime import resume
-
+from gan_lightning.callbacks.progress import with_progress_bar
 from gan_lightning.data.base import GANDataModule
 from gan_lightning.errors import CheckpointError, ConfigurationError, GANLightningError
+from gan_lightning.commands.intervals import add_interval_arguments, apply_intervals
 from gan_lightning.module import GANModule
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "default_experiment.yaml"
@@ -38,7 +39,22 @@ def _extra_command(name: str):
 
 class GANLightningCLI(LightningCLI):
     """LightningCLI with GAN defaults: any GANDataModule subclass, optimizers configured by the module,
-    and resume semantics that continue the same run (see ``gan_lightning.runtime.resume``)."""
+    and resume semantics that continue the same run (see ``gan_lightning.runtime.resume``); ``--intervals.*`` set the
+    common callback intervals (``gan_lightning.commands.intervals``) and GANProgressBar is the default progress bar."""
+
+    def add_arguments_to_parser(self, parser) -> None:
+        add_interval_arguments(parser)
+
+    def before_instantiate_classes(self) -> None:
+        sub = self.config.get("subcommand")
+        apply_intervals(self.config.get(sub) if sub else self.config)
+
+    def instantiate_trainer(self, **kwargs):
+        config = self._get(self.config_init, "trainer", default={})
+        callbacks = config.get("callbacks")
+        callbacks = [] if callbacks is None else callbacks if isinstance(callbacks, list) else [callbacks]
+        kwargs.setdefault("callbacks", with_progress_bar(callbacks, config.get("enable_progress_bar")))
+        return super().instantiate_trainer(**kwargs)
 
     def before_fit(self) -> None:
         """Fail before training if the run could not write its logs or checkpoints."""

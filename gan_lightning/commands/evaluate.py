@@ -39,6 +39,7 @@ def evaluate(
     cache_dir: Optional[str] = None,
     use_ema: bool = True,
     device: str = "cpu",
+    show_progress_after: Optional[float] = 0.0,
 ) -> dict[str, Any]:
     """Score a checkpoint's generator (FID/IS/KID/precision-recall; mode coverage on 2D mixtures) and write the JSON record.
 
@@ -64,6 +65,8 @@ def evaluate(
         cache_dir: real-features cache (default ``$GAN_LIGHTNING_CACHE`` or ``$TORCH_HOME/gan_lightning/real_features``).
         use_ema: score the EMA generator (``generator_ema``) when the checkpoint has one.
         device: where to run (``cpu``, ``cuda``, ``cuda:1``, ...).
+        show_progress_after: show the progress on stderr (samples generated, features extracted, elapsed time: a bar on
+            a terminal, a line every 30 s otherwise) once the evaluation has run this many seconds; null never.
     """
     from gan_lightning.commands.sample import load_gan
 
@@ -94,8 +97,9 @@ def evaluate(
         seed=seed,
         batch_size=batch_size,
         cache_dir=cache_dir,
+        show_progress_after=show_progress_after,
     )
-    scores, protocol = evaluator.evaluate(generator, model.sample_latent, torch.device(device))
+    scores, protocol = evaluator.evaluate(generator, model.sample_latent, torch.device(device), title=f"evaluate {ckpt.name}")
     protocol = {"checkpoint": str(ckpt), "generator": "ema" if generator is ema else "raw", **protocol}
     record = make_record(scores, protocol)
     out = write_record(record, output or ckpt.with_suffix(".eval.json"))

@@ -25,6 +25,7 @@ from gan_lightning.metrics.image_metrics import (
     image_scores,
 )
 from gan_lightning.metrics.mode_coverage import mode_coverage
+from gan_lightning.metrics.progress import Advance, EvaluationProgress
 from gan_lightning.metrics.real_cache import RealFeatureCache, fid_stats_of
 from gan_lightning.metrics.reference import FeaturesFileReference, ImageReference, MixtureReference, Reference, content_sha256
 
@@ -46,6 +47,8 @@ class GeneratorEvaluator:
         seed: seed of the latent noise, so successive evaluations compare the same latents.
         batch_size: generator and extractor batch size.
         cache_dir: real-features cache folder (default ``$TORCH_HOME/gan_lightning/real_features``); ``cache=False`` disables it.
+        show_progress_after: print the progress of an evaluation (stderr, rank 0; :mod:`gan_lightning.metrics.progress`)
+            once it has run this many seconds; None prints nothing.
     """
 
     def __init__(
@@ -61,6 +64,7 @@ class GeneratorEvaluator:
         cache_dir: Optional[str] = None,
         cache: bool = True,
         settings: Optional[ImageMetricSettings] = None,
+        show_progress_after: Optional[float] = None,
     ):
         if num_samples < 2:
             raise ConfigurationError(f"num_samples must be >= 2, got {num_samples}")
@@ -74,6 +78,7 @@ class GeneratorEvaluator:
         self.batch_size = batch_size
         self.cache = RealFeatureCache(cache_dir) if cache else None
         self.settings = settings or ImageMetricSettings()
+        self.show_progress_after = show_progress_after
         self._extractor_spec = (feature_extractor, feature_extractor_weights)
         self._extractor: Optional[FeatureExtractor] = None
         self._real: Optional[tuple[Features, Optional[dict], dict[str, Any]]] = None
@@ -86,8 +91,9 @@ class GeneratorEvaluator:
             self._extractor = build_feature_extractor(*self._extractor_spec)
         return self._extractor.to(device)
 
-    def real_features(self, device: torch.device) -> tuple[Features, Optional[dict], dict[str, Any]]:
+    def real_features(self, device: torch.device, progress: Optional[EvaluationProgress] = None) -> tuple[Features, Optional[dict], dict[str, Any]]:
         """(features, FID statistics, description) of the reference; memory, then disk cache, then computed."""
+        progress = progress or EvaluationProgress("real features", delay=None)
         if self._real is not None:
             self.last_real_source = "memory"
             return self._real
@@ -105,7 +111,9 @@ class GeneratorEvaluator:
             self.last_real_source = f"file {self.reference.path}"
             return self._real
         assert isinstance(self.reference, ImageReference)
-        images = self.reference.load_uint8(self.num_real)  # cheap next to the extractor; all ranks load the same set
+        total = len(self.reference) if self.num_real is None else min(self.num_real, len(self.reference))
+        with progress.phase("loading real images", total, "images") as advance:
+            images = self.reference.load_uint8(self.num_real, progress=advance)  # all ranks load the same set
         key_fields = {
             "reference": self.reference.description,
             "num_real": len(images),
@@ -119,9 +127,11 @@ class GeneratorEvaluator:
         if entry is not None:
             features, stats = Features.from_dict(entry["features"]), fid_stats_of(entry)
             self.last_real_source = f"disk cache {self.cache.path(key_fields)}"  # type: ignore[union-attr]
+            progress.note(f"real features from the {self.last_real_source}")
         else:
             part = D.shard(len(images))
-            local = extractor.extract(images[part], self.batch_size)
+            with progress.phase("features of real images" + _share(), part.stop - part.start, "images") as advance:
+                local = extractor.extract(images[part], self.batch_size, progress=advance)
             features = self._gather(local, len(images))
             stats = fid_statistics(features.pool)
             self.last_real_source = "computed"
@@ -141,8 +151,9 @@ class GeneratorEvaluator:
 
     # ------------------------------------------------------------------ generation
     @torch.no_grad()
-    def generate_shard(self, generator: nn.Module, sample_latent: LatentSampler) -> Tensor:
-        """This rank's slice of the N samples drawn from ``seed``, generated in eval mode with autocast off."""
+    def generate_shard(self, generator: nn.Module, sample_latent: LatentSampler, progress: Optional[Advance] = None) -> Tensor:
+        """This rank's slice of the N samples drawn from ``seed``, generated in eval mode with autocast off;
+        ``progress(n)`` is called after each batch of ``n`` samples."""
         rng = torch.Generator().manual_seed(self.seed)
         z_all = sample_latent(self.num_samples, rng)
         z = z_all[D.shard(self.num_samples)]
@@ -162,15 +173,22 @@ class GeneratorEvaluator:
                 for i in range(0, len(z), self.batch_size):
                     args = (z[i : i + self.batch_size].to(dtype),) + (() if labels is None else (labels[i : i + self.batch_size],))
                     chunks.append(generator(*args).float())
+                    if progress is not None:
+                        progress(len(chunks[-1]))
         finally:
             generator.train(was_training)
         return torch.cat(chunks) if chunks else torch.empty(0)
 
     # ------------------------------------------------------------------ scoring
-    def evaluate(self, generator: nn.Module, sample_latent: LatentSampler, device: Optional[torch.device] = None) -> tuple[dict[str, float], dict[str, Any]]:
-        """(scores, protocol). A collective under DDP: call it on every rank."""
+    def evaluate(
+        self, generator: nn.Module, sample_latent: LatentSampler, device: Optional[torch.device] = None, title: str = "evaluation"
+    ) -> tuple[dict[str, float], dict[str, Any]]:
+        """(scores, protocol). A collective under DDP: call it on every rank. ``title`` names it in the progress lines."""
         start = time.perf_counter()
-        samples = self.generate_shard(generator, sample_latent)
+        progress = EvaluationProgress(title, delay=self.show_progress_after)
+        part = D.shard(self.num_samples)
+        with progress.phase("generating samples" + _share(), part.stop - part.start, "samples") as advance:
+            samples = self.generate_shard(generator, sample_latent, progress=advance)
         device = device or samples.device
         protocol: dict[str, Any] = {
             "num_fake": self.num_samples,
@@ -188,10 +206,16 @@ class GeneratorEvaluator:
             if samples.dim() != 4:
                 raise ConfigurationError(f"Image metrics need images (N, C, H, W); the generator makes samples of shape {tuple(samples.shape[1:])}.")
             extractor = self.extractor(device)
-            real, real_stats, real_description = self.real_features(device)
-            fake = self._gather(extractor.extract(to_uint8(samples), self.batch_size), self.num_samples)
+            real, real_stats, real_description = self.real_features(device, progress)
+            with progress.phase("features of generated samples" + _share(), len(samples), "samples") as advance:
+                local = extractor.extract(to_uint8(samples), self.batch_size, progress=advance)
+            fake = self._gather(local, self.num_samples)
             settings = self.settings.effective(len(fake), len(real))
-            scores = image_scores(fake, real, self.metrics, settings, real_stats)
+            scores = {}
+            with progress.phase("scores", len(self.metrics), "metrics") as advance:
+                for metric in self.metrics:  # one at a time, so that the progress moves (PR and KID take the longest)
+                    scores.update(image_scores(fake, real, [metric], settings, real_stats))
+                    advance(1)
             protocol.update(
                 num_real=len(real),
                 reference=real_description,
@@ -203,4 +227,10 @@ class GeneratorEvaluator:
                 real_features=self.last_real_source,
             )
         protocol["seconds"] = round(time.perf_counter() - start, 3)
+        progress.finish(scores)
         return scores, protocol
+
+
+def _share() -> str:
+    """Under DDP every rank works on its own slice; rank 0 shows the progress of its own."""
+    return f" (rank 0's share of {D.world_size()})" if D.world_size() > 1 else ""

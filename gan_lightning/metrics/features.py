@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import torch
 from torch import Tensor, nn
@@ -65,8 +65,9 @@ class FeatureExtractor(nn.Module):
         raise NotImplementedError
 
     @torch.no_grad()
-    def extract(self, images: Tensor, batch_size: int = 64) -> Features:
-        """Features of uint8 images, in float32 on the CPU, batch by batch on the extractor's device."""
+    def extract(self, images: Tensor, batch_size: int = 64, progress: Optional[Callable[[int], None]] = None) -> Features:
+        """Features of uint8 images, in float32 on the CPU, batch by batch on the extractor's device;
+        ``progress(n)`` is called after each batch of ``n`` images."""
         if images.dtype != torch.uint8:
             raise ConfigurationError(f"Feature extractors take uint8 images; got {images.dtype} (use to_uint8 first).")
         device = next(iter(self.parameters()), torch.empty(0)).device
@@ -77,6 +78,8 @@ class FeatureExtractor(nn.Module):
                 pools.append(out.pool.float().cpu())
                 if out.logits is not None:
                     logits.append(out.logits.float().cpu())
+                if progress is not None:
+                    progress(len(out.pool))
         if not pools:
             raise ConfigurationError("No images to extract features from.")
         return Features(torch.cat(pools), torch.cat(logits) if logits else None)

@@ -14,7 +14,7 @@ import inspect
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import torch
 from torch import Tensor
@@ -46,10 +46,15 @@ class ImageReference:
         chosen = torch.randperm(total, generator=torch.Generator().manual_seed(self.subset_seed))[:num_real]
         return sorted(chosen.tolist())
 
-    def load_uint8(self, num_real: Optional[int], batch_size: int = 256) -> Tensor:
+    def load_uint8(self, num_real: Optional[int], batch_size: int = 256, progress: Optional[Callable[[int], None]] = None) -> Tensor:
+        """The (subset of the) images as uint8; ``progress(n)`` is called after each batch of ``n`` images."""
         idx = self.indices(num_real)
         loader = DataLoader(Subset(self.dataset, idx), batch_size=batch_size, shuffle=False)
-        chunks = [to_uint8(batch[0] if isinstance(batch, (list, tuple)) else batch) for batch in loader]
+        chunks = []
+        for batch in loader:
+            chunks.append(to_uint8(batch[0] if isinstance(batch, (list, tuple)) else batch))
+            if progress is not None:
+                progress(len(chunks[-1]))
         if not chunks:
             raise DatasetError(f"The reference set {self.description} is empty.")
         return torch.cat(chunks)

@@ -42,7 +42,7 @@ def main(out: Path, mode: str) -> None:
     model, data = build()
     if mode == "ddp":
         evaluation = GANEvaluation(every_n_steps=0, num_samples=NUM_SAMPLES, num_real=NUM_REAL, feature_extractor=TinyFeatures(),
-                                   cache_dir=str(out / "cache"), record_dir=str(out / "records"))
+                                   cache_dir=str(out / "cache"), record_dir=str(out / "records"), show_progress_after=0)
         trainer = Trainer(accelerator="cpu", devices=2, strategy="ddp_find_unused_parameters_true", max_steps=2, logger=False,
                           enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, callbacks=[evaluation])
         trainer.fit(model, data)
