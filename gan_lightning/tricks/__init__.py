@@ -1,0 +1,1 @@
+"""Stabilisation tricks for GAN training, one idea per module (discriminator augmentation: ``augment``, ``ada``)."""
