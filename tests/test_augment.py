@@ -293,16 +293,24 @@ def test_real_and_fake_batches_come_from_the_same_augmentation_distribution(augm
 
 
 # ---------------------------------------------------------------------------------------------- state
-def test_state_is_in_the_state_dict_and_a_rollback_restores_it():
-    model = GANModule(_ConvG(), _ConvD(), augment=ADA(p=0.25, speed_images=1000))
+def test_state_is_in_the_state_dict_and_a_mode_collapse_rollback_restores_it():
+    from gan_lightning.callbacks.mode_collapse import ModeCollapseMonitor
+
+    image = torch.full((1, 8, 8), 0.5)
+    model = GANModule(_ConstantG(-image), _MeanCritic(), augment=ADA(p=0.25, speed_images=1000, transforms="bg"),
+                      generator_optimizer=_frozen, discriminator_optimizer=_frozen)
+    trainer = quiet_trainer(max_steps=6)
+    trainer.fit(model, train_dataloaders=_constant_loader(image))  # 6 updates: one adjustment, 2 updates into the next
     ada = model.augment
-    _observe(ada, 1.0, times=6)
-    snapshot = {k: v.detach().clone() for k, v in model.state_dict().items()}  # what ModeCollapseMonitor keeps
-    assert {"augment.p", "augment.sign_sum", "augment.score_count", "augment.image_count", "augment.updates"} <= set(snapshot)
+    assert {"augment.p", "augment.sign_sum", "augment.score_count", "augment.image_count", "augment.updates"} <= set(model.state_dict())
+    monitor = ModeCollapseMonitor(action="warn", keep_healthy_state=True)
+    monitor._keep_healthy(trainer, model, step=6)  # the healthy snapshot a rollback returns to
+    kept = (ada.p.item(), ada.sign_sum.item(), ada._updates)
+    assert kept == (pytest.approx(0.25 + 32 * 4 / 1000), 64, 6)
     _observe(ada, -1.0, times=7)
-    assert ada.p.item() != snapshot["augment.p"].item()
-    model.load_state_dict(snapshot)  # ModeCollapseMonitor.restore_healthy_state
-    assert ada.p.item() == snapshot["augment.p"].item() and ada.sign_sum.item() == 64 and ada._updates == 6
+    assert ada.p.item() != kept[0]
+    monitor.restore_healthy_state(trainer, model)
+    assert (ada.p.item(), ada.sign_sum.item(), ada._updates) == kept
     _observe(ada, 1.0, times=2)  # the interval continues where the snapshot was: 8 updates -> an adjustment
     assert ada.p.item() == pytest.approx(0.25 + 2 * 32 * 4 / 1000) and ada.image_count.item() == 0
 
