@@ -32,10 +32,24 @@ from gan_lightning.variants.gman import MultiDiscriminator, MultiDiscriminatorLo
 from gan_lightning.variants.mgan import MGANDiscriminator, MGANLoss, MultiGenerator  # registers "mgan"
 from gan_lightning.regularizers import GradientPenalty, Regularizer, RegularizerContext
 from gan_lightning.runtime.ddp import GANDDPStrategy
+from gan_lightning.tricks.ada import ADA  # registers "ada"
+from gan_lightning.tricks.augment import (
+    Augmentation,
+    DiffAugment,
+    available_augmentations,
+    build_augmentation,
+    register_augmentation,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "ADA",
+    "Augmentation",
+    "DiffAugment",
+    "available_augmentations",
+    "build_augmentation",
+    "register_augmentation",
     "MGANDiscriminator",
     "MGANLoss",
     "MultiDiscriminator",

@@ -32,6 +32,7 @@ from gan_lightning.runtime.rng import gather_rng_states, restore_rng_state
 from gan_lightning.runtime.internals import attached_trainer
 from gan_lightning.runtime.steps import OptimizerSteps
 from gan_lightning.tricks.unrolled import unrolled_scorer
+from gan_lightning.tricks.augment import Augmentation, build_augmentation
 
 OptimizerFactory = Callable[[Iterable], Optimizer]
 SchedulerFactory = Callable[[Optimizer], LRScheduler]
@@ -95,6 +96,10 @@ class GANModule(LightningModule):
         compile_networks: run G and D through ``torch.compile`` in training (not with ``gan_ddp``). Forward
             passes whose input gradient is differentiated again (R1, R2, penalties) use the eager network,
             since compiled graphs do not support double backward.
+        augment: differentiable augmentation of everything D sees (:mod:`gan_lightning.tricks.augment`):
+            ``diffaugment`` (Zhao et al. 2020), ``ada`` (Karras et al. 2020, adaptive p) or a class_path block.
+            Real and fake batches are augmented in both updates, and D-side penalties see the augmented
+            batches; samples drawn with ``generate`` are never augmented.
 
     Conditional GANs: when the generator has ``num_classes > 0`` (and the discriminator the same), batches
     are ``(samples, labels)``, the generator is called as ``G(z, labels)`` and the discriminator as
@@ -123,6 +128,7 @@ class GANModule(LightningModule):
         unrolled_steps: int = 0,
         unrolled_lr: Optional[float] = None,
         compile_networks: bool = False,
+        augment: Optional[Union[str, Augmentation]] = None,
     ):
         super().__init__()
         self.automatic_optimization = False
@@ -163,6 +169,7 @@ class GANModule(LightningModule):
             self.generator_ema = None
         self.ema_decay, self.ema_start_step = ema_decay, ema_start_step
         self.input_transforms = list(input_transforms or [])
+        self.augment = build_augmentation(augment)  # a submodule: its state (ADA's p) is in the state_dict
         self._scheduler_factories = (generator_scheduler, discriminator_scheduler)
         self._schedulers: list[LRScheduler] = []
         self.grad_clip = {"generator": generator_grad_clip, "discriminator": discriminator_grad_clip}
@@ -367,7 +374,7 @@ class GANModule(LightningModule):
         z, fake_labels = self.sample_latent(n), self.sample_labels(n)
         with torch.no_grad():
             fake = self.run_generator(self._trained("generator"), z, fake_labels)
-        inputs = DiscriminatorBatch(real, fake, real_labels, fake_labels)
+        inputs = self._augmented(DiscriminatorBatch(real, fake, real_labels, fake_labels), real=True)
         for transform in self.input_transforms:
             inputs = transform.discriminator_update(inputs, self.global_step)
         due = self._due_regularizers("discriminator")
@@ -394,6 +401,8 @@ class GANModule(LightningModule):
             self.optimizer_steps.step_uncounted(opt_d)
             self.loss.after_discriminator_step(self.discriminator)
         self._d_terms = (adversarial.detach(), self._guarded(regularization))
+        if self.augment is not None:
+            self.augment.observe(self.loss.diagnostic_scores(real_scores.detach(), fake_scores.detach())[1])
         return loss.detach(), real_scores.detach(), fake_scores.detach()
 
     def _generator_step(self, real: Tensor, real_labels: Optional[Tensor], opt_g: Any, opt_d: Any) -> Tensor:
@@ -404,7 +413,8 @@ class GANModule(LightningModule):
             half = n // 2  # mode seeking compares G(c, z1) with G(c, z2): one class per pair (Mao et al. 2019)
             fake_labels = torch.cat([fake_labels[:half], fake_labels[:half], fake_labels[2 * half:]])
         fake = self.run_generator(self._trained("generator"), z, fake_labels)
-        inputs = DiscriminatorBatch(real, fake, real_labels, fake_labels)
+        needs_real = self.loss.generator_needs_real_scores or self.unrolled_steps > 0
+        inputs = self._augmented(DiscriminatorBatch(real, fake, real_labels, fake_labels), real=needs_real)
         for transform in self.input_transforms:
             inputs = transform.generator_update(inputs, self.global_step)
         # D is frozen: not its DDP wrapper, so its gradients are not synchronised under DDP.
@@ -432,6 +442,13 @@ class GANModule(LightningModule):
         if self.nonfinite.policy == "stop":
             self.nonfinite.record(self.global_step, *self._d_terms, adversarial.detach(), self._guarded(regularization))
         return loss.detach()
+
+    def _augmented(self, inputs: DiscriminatorBatch, real: bool) -> DiscriminatorBatch:
+        """D's view of the batches through ``augment``, each sample with its own draw (the fakes keep their graph
+        to G, so G learns through the augmentation); the real batch only when D will judge it."""
+        if self.augment is None:
+            return inputs
+        return inputs._replace(real=self.augment(inputs.real) if real else inputs.real, fake=self.augment(inputs.fake))
 
     def _due_regularizers(self, phase: str) -> list[Regularizer]:
         return [reg for reg in self.regularizers if reg.phase == phase and reg.is_due(self.global_step)]
@@ -495,6 +512,8 @@ class GANModule(LightningModule):
         }
         if self.nonfinite.policy == "skip":
             metrics["nonfinite_skipped"] = float(sum(self.nonfinite.skipped.values()))
+        if self.augment is not None:
+            metrics.update(self.augment.scalars())
         self.log_scalars(metrics)
 
     def log_scalars(self, metrics: dict[str, Tensor | float]) -> None:

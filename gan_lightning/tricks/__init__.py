@@ -1,1 +1,2 @@
-"""The stabilisation toolbox beyond losses and regularizers: what D sees, the generator EMA, unrolled updates."""
+"""The stabilisation toolbox beyond losses and regularizers: what D sees (discriminator augmentation, instance noise,
+label flipping), the generator EMA, unrolled updates."""
