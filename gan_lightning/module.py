@@ -12,8 +12,10 @@ optimizer step instead).
 
 from __future__ import annotations
 
+import io
 import warnings
-from typing import Any, Callable, Iterable, Literal, NamedTuple, Optional, Union
+from pathlib import Path
+from typing import IO, Any, Callable, Iterable, Literal, NamedTuple, Optional, Sequence, Union
 
 import torch
 from lightning.pytorch import Callback, LightningModule
@@ -31,6 +33,7 @@ from gan_lightning.losses import AdversarialLoss, build_loss
 from gan_lightning.regularizers import Regularizer, RegularizerContext
 from gan_lightning.nonfinite import NonFiniteGuard, assert_finite_parameters
 from gan_lightning.rng import capture_rng_state, restore_rng_state
+from gan_lightning.trust import TrustedModules, check_hparams_file, is_plain, load_checked_checkpoint
 from gan_lightning.unrolled import unrolled_scorer
 
 OptimizerFactory = Callable[[Iterable], Optimizer]
@@ -49,17 +52,6 @@ def num_classes_of(network: nn.Module) -> int:
     """The ``num_classes`` a conditional network declares; 0 for unconditional ones."""
     value = getattr(network, "num_classes", 0)
     return int(value) if isinstance(value, int) and value > 0 else 0
-
-
-def _is_plain(value: Any) -> bool:
-    """True for values that survive ``torch.load(weights_only=True)`` (configs, numbers, strings)."""
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return True
-    if isinstance(value, (list, tuple)):
-        return all(_is_plain(v) for v in value)
-    if isinstance(value, dict):
-        return all(isinstance(k, str) and _is_plain(v) for k, v in value.items())
-    return False
 
 
 class StepOutputs(NamedTuple):
@@ -136,7 +128,7 @@ class GANModule(LightningModule):
             warnings.filterwarnings("ignore", message=".*is an instance of `nn.Module`.*")
             self.save_hyperparameters()
         # Keep only plain config values: objects in hparams would make checkpoints need weights_only=False.
-        for key in [k for k, v in self.hparams.items() if not _is_plain(v)]:
+        for key in [k for k, v in self.hparams.items() if not is_plain(v)]:
             del self.hparams[key]
 
         if n_critic < 1:
@@ -194,6 +186,40 @@ class GANModule(LightningModule):
         self._d_scaler_state: Optional[dict[str, Any]] = None
         self.skipped_generator_steps = 0
         self._distributed: dict[str, Optional[nn.Module]] = {}
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def load_from_checkpoint(  # type: ignore[override]
+        cls,
+        checkpoint_path: Union[str, Path, IO[bytes]],
+        map_location: Any = None,
+        hparams_file: Optional[Union[str, Path]] = None,
+        strict: Optional[bool] = None,
+        weights_only: Optional[bool] = True,
+        trusted_modules: Union[str, Sequence[str], None] = None,
+        **kwargs: Any,
+    ) -> "GANModule":
+        """Lightning's ``load_from_checkpoint``, made unable to run code from the file (:mod:`gan_lightning.trust`).
+
+        The file is read once with ``torch.load(weights_only=True)``, and every class its hyper-parameters name must
+        come from a trusted module (gan_lightning, torch, torchvision, ``trusted_modules``, or
+        ``$GAN_LIGHTNING_TRUSTED_MODULES``) before Lightning imports anything; otherwise
+        :class:`~gan_lightning.errors.UnsafeCheckpointError`. Keyword arguments (e.g. ``generator=...``) replace
+        the recorded values and are not checked.
+        """
+        if weights_only is False:
+            raise ConfigurationError(
+                "GANModule.load_from_checkpoint reads checkpoints with weights_only=True only: full unpickling can run "
+                "code from the file. Checkpoints written by gan_lightning hold only tensors and plain values."
+            )
+        trusted = TrustedModules(trusted_modules)
+        checkpoint, raw = load_checked_checkpoint(checkpoint_path, trusted, overridden=kwargs)
+        if hparams_file is not None:
+            check_hparams_file(hparams_file, trusted)
+        del checkpoint  # Lightning reads the same bytes again, with weights_only=True
+        return super().load_from_checkpoint(
+            io.BytesIO(raw), map_location=map_location, hparams_file=hparams_file, strict=strict, weights_only=True, **kwargs
+        )
 
     # ------------------------------------------------------------------ sampling
     def sample_latent(self, n: int, generator: Optional[torch.Generator] = None) -> Tensor:
