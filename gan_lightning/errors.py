@@ -19,3 +19,8 @@ class DatasetError(GANLightningError, RuntimeError):
 
 class CheckpointError(GANLightningError, RuntimeError):
     """A checkpoint that is missing or does not fit the model."""
+
+
+class UnsafeCheckpointError(CheckpointError):
+    """A checkpoint (or other file) that loading could make run code: a pickle payload, or a class path outside the
+    trusted modules (:mod:`gan_lightning.runtime.trust`). Nothing in it was run."""

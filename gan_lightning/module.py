@@ -12,8 +12,10 @@ optimizer step instead).
 
 from __future__ import annotations
 
+import io
 import warnings
-from typing import Any, Callable, Iterable, Literal, NamedTuple, Optional, Union
+from pathlib import Path
+from typing import IO, Any, Callable, Iterable, Literal, NamedTuple, Optional, Sequence, Union
 
 import torch
 from lightning.pytorch import LightningModule
@@ -33,6 +35,7 @@ from gan_lightning.runtime.internals import attached_trainer
 from gan_lightning.runtime.steps import OptimizerSteps
 from gan_lightning.tricks.unrolled import unrolled_scorer
 from gan_lightning.tricks.augment import Augmentation, build_augmentation
+from gan_lightning.runtime.trust import TrustedModules, check_hparams_file, is_plain, load_checked_checkpoint
 
 OptimizerFactory = Callable[[Iterable], Optimizer]
 SchedulerFactory = Callable[[Optimizer], LRScheduler]
@@ -46,15 +49,6 @@ def default_optimizer(params: Iterable) -> Optimizer:
     return torch.optim.Adam(params, lr=2e-4, betas=(0.5, 0.999))
 
 
-def _is_plain(value: Any) -> bool:
-    """True for values that survive ``torch.load(weights_only=True)`` (configs, numbers, strings)."""
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return True
-    if isinstance(value, (list, tuple)):
-        return all(_is_plain(v) for v in value)
-    if isinstance(value, dict):
-        return all(isinstance(k, str) and _is_plain(v) for k, v in value.items())
-    return False
 
 
 class StepOutputs(NamedTuple):
@@ -136,7 +130,7 @@ class GANModule(LightningModule):
             warnings.filterwarnings("ignore", message=".*is an instance of `nn.Module`.*")
             self.save_hyperparameters()
         # Keep only plain config values: objects in hparams would make checkpoints need weights_only=False.
-        for key in [k for k, v in self.hparams.items() if not _is_plain(v)]:
+        for key in [k for k, v in self.hparams.items() if not is_plain(v)]:
             del self.hparams[key]
 
         if n_critic < 1:
@@ -193,6 +187,40 @@ class GANModule(LightningModule):
         #: backward, optimizer steps, step counting and per-network loss scalers (gan_lightning.runtime.steps)
         self.optimizer_steps = OptimizerSteps(self)
         self._distributed: dict[str, Optional[nn.Module]] = {}
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def load_from_checkpoint(  # type: ignore[override]
+        cls,
+        checkpoint_path: Union[str, Path, IO[bytes]],
+        map_location: Any = None,
+        hparams_file: Optional[Union[str, Path]] = None,
+        strict: Optional[bool] = None,
+        weights_only: Optional[bool] = True,
+        trusted_modules: Union[str, Sequence[str], None] = None,
+        **kwargs: Any,
+    ) -> "GANModule":
+        """Lightning's ``load_from_checkpoint``, made unable to run code from the file (:mod:`gan_lightning.runtime.trust`).
+
+        The file is read once with ``torch.load(weights_only=True)``, and every class its hyper-parameters name must
+        come from a trusted module (gan_lightning, torch, torchvision, ``trusted_modules``, or
+        ``$GAN_LIGHTNING_TRUSTED_MODULES``) before Lightning imports anything; otherwise
+        :class:`~gan_lightning.errors.UnsafeCheckpointError`. Keyword arguments (e.g. ``generator=...``) replace
+        the recorded values and are not checked.
+        """
+        if weights_only is False:
+            raise ConfigurationError(
+                "GANModule.load_from_checkpoint reads checkpoints with weights_only=True only: full unpickling can run "
+                "code from the file. Checkpoints written by gan_lightning hold only tensors and plain values."
+            )
+        trusted = TrustedModules(trusted_modules)
+        checkpoint, raw = load_checked_checkpoint(checkpoint_path, trusted, overridden=kwargs)
+        if hparams_file is not None:
+            check_hparams_file(hparams_file, trusted)
+        del checkpoint  # Lightning reads the same bytes again, with weights_only=True
+        return super().load_from_checkpoint(
+            io.BytesIO(raw), map_location=map_location, hparams_file=hparams_file, strict=strict, weights_only=True, **kwargs
+        )
 
     # ------------------------------------------------------------------ sampling
     def sample_latent(self, n: int, generator: Optional[torch.Generator] = None) -> Tensor:

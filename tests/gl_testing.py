@@ -1,9 +1,11 @@
-"""Callbacks used by tests that run the CLI in a subprocess (importable with PYTHONPATH=tests)."""
+"""Callbacks and networks used by tests that run the CLI (importable with PYTHONPATH=tests), outside gan_lightning."""
 
 import os
 import signal
 
 from lightning.pytorch.callbacks import Callback
+
+from gan_lightning.networks import MLPGenerator
 
 
 class KillAtStep(Callback):
@@ -15,3 +17,7 @@ class KillAtStep(Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         if trainer.global_step == self.step:
             os.kill(os.getpid(), signal.SIGKILL)
+
+
+class TrustedGenerator(MLPGenerator):
+    """An MLPGenerator defined outside gan_lightning: a user's own network, which a checkpoint names by class path."""

@@ -12,6 +12,7 @@ from torch import nn
 from gan_lightning.callbacks import GANCheckpoint, GANEvaluation
 from gan_lightning.commands.cli import main
 from gan_lightning.data import DigitsDataModule
+from gan_lightning.metrics import save_module_file
 from gan_lightning.networks import DCGANDiscriminator, DCGANGenerator
 
 from conftest import ROOT, quiet_trainer, tiny_gan, tiny_ring
@@ -146,10 +147,10 @@ def test_evaluate_command_on_image_checkpoint_reads_the_run_config(tmp_path, mon
                  "--data.init_args.image_size=16"]) == 0
     ckpt = next((tmp_path / "runs").rglob("last.ckpt"))
     extractor = tmp_path / "features.pt"
-    torch.jit.save(torch.jit.script(TinyFeatures()), str(extractor))
+    save_module_file(TinyFeatures(), extractor)  # class path test_evaluation.TinyFeatures: trusted by the option below
     capsys.readouterr()
     args = ["evaluate", "--ckpt_path", str(ckpt), "--num_samples", "64", "--num_real", "80",
-            "--feature_extractor", str(extractor), "--cache_dir", str(tmp_path / "cache")]
+            "--feature_extractor", str(extractor), "--cache_dir", str(tmp_path / "cache"), "--trusted_modules", "test_evaluation"]
     assert main(args) == 0
     # progress on stderr, phase by phase with its count and time, then the scores (stdout keeps the JSON record)
     err = capsys.readouterr().err

@@ -14,6 +14,7 @@ from gan_lightning.callbacks import ModeCollapseMonitor
 from gan_lightning.data.mixtures import mixture_modes
 from gan_lightning.tricks.discriminator_inputs import InstanceNoise
 from gan_lightning.errors import ConfigurationError
+from gan_lightning.metrics import save_module_file
 from gan_lightning.regularizers import ModeSeekingRegularizer
 from gan_lightning.collapse.remedies import AddInputTransform, AddRegularizer, ScaleLearningRate
 
@@ -363,9 +364,10 @@ class Double(nn.Module):
         return 2 * x
 
 
-def test_classifier_and_feature_extractor_from_files(tmp_path):
-    torch.jit.save(torch.jit.script(NearestMode()), tmp_path / "classifier.pt")
-    torch.save(Double(), tmp_path / "features.pt")
+def test_classifier_and_feature_extractor_from_files(tmp_path, monkeypatch):
+    save_module_file(NearestMode(), tmp_path / "classifier.pt")
+    save_module_file(Double(), tmp_path / "features.pt")
+    monkeypatch.setenv("GAN_LIGHTNING_TRUSTED_MODULES", "test_mode_collapse")  # where NearestMode and Double live
     mon = ModeCollapseMonitor(every_n_steps=10, num_samples=100, warmup_steps=0, classifier=str(tmp_path / "classifier.pt"),
                               feature_extractor=str(tmp_path / "features.pt"), grad_batch_size=0)
     trainer = quiet_trainer(max_steps=10, callbacks=[mon])

@@ -39,8 +39,9 @@ class GANEvaluation(Callback):
         reference: what to compare with; default the training datamodule's data. Otherwise a mixture name, an
             image folder, a real-features ``.pt`` file, or a datamodule (``{class_path, init_args}`` or a YAML file).
         num_real: real samples (default: the whole reference set; a seeded random subset if smaller).
-        feature_extractor: ``None`` for InceptionV3, or any ``nn.Module`` (or the path of a saved module) mapping
-            images in [-1, 1] to features, or to ``(features, logits)`` for IS.
+        feature_extractor: ``None`` for InceptionV3, or any ``nn.Module`` (or the path of a file written by
+            ``gan_lightning.metrics.save_module_file``; its class must come from gan_lightning, torch, torchvision or
+            ``$GAN_LIGHTNING_TRUSTED_MODULES``) mapping images in [-1, 1] to features, or to ``(features, logits)`` for IS.
         feature_extractor_weights: InceptionV3 weights file (else ``$GAN_LIGHTNING_INCEPTION_WEIGHTS``, then
             ``$TORCH_HOME/hub/checkpoints``, then a download).
         seed: latent seed (the same latents at every evaluation, so scores move only with the generator).

@@ -33,6 +33,7 @@ from gan_lightning.callbacks.diagnostics import log_scalars
 from gan_lightning.errors import ConfigurationError
 from gan_lightning.metrics.features import FeatureExtractor, to_uint8
 from gan_lightning.collapse.remedies import Remedy
+from gan_lightning.runtime.trust import load_file
 
 STATUSES = ("healthy", "suspect", "collapsed")
 #: Signals that look at the samples themselves (direct evidence) and at the training dynamics (indirect).
@@ -56,7 +57,8 @@ _DYNAMICS_REMEDIES = (
 
 
 def load_network(value: Union[nn.Module, str, None], what: str) -> Optional[nn.Module]:
-    """An ``nn.Module`` as given, or loaded from a ``torch.jit.save`` / ``torch.save(module)`` file."""
+    """An ``nn.Module`` as given, or rebuilt from a file written by ``gan_lightning.metrics.save_module_file`` (its
+    class must come from a trusted module: gan_lightning, torch, torchvision or ``$GAN_LIGHTNING_TRUSTED_MODULES``)."""
     if value is None or isinstance(value, nn.Module):
         return value
     from gan_lightning.metrics.features import load_module_file
@@ -134,7 +136,7 @@ class ModeCollapseMonitor(Callback):
         seed: latent seed: the same latents at every check, so the signals move only with the generator.
         use_ema: monitor ``generator_ema`` instead of the raw generator. Off by default: the raw generator is the
             one the optimizer pushes from mode to mode; an average over its recent weights can hide that.
-        feature_extractor: ``nn.Module`` (or the path of a ``torch.jit.save`` / ``torch.save(module)`` file) mapping
+        feature_extractor: ``nn.Module`` (or the path of a ``gan_lightning.metrics.save_module_file`` file) mapping
             samples to features for the diversity ratio and coverage, or ``"inception"``: the pool3 features of
             the InceptionV3 that FID uses (images only; the weights come from ``feature_extractor_weights``,
             ``$GAN_LIGHTNING_INCEPTION_WEIGHTS`` or torch.hub's cache, downloaded at the first check when missing).
@@ -571,7 +573,8 @@ class ModeCollapseMonitor(Callback):
         path = self._run_dir / "checkpoints" / "last_healthy.ckpt"
         if not path.is_file():
             return None
-        checkpoint = torch.load(path, map_location=pl_module.device, weights_only=False)
+        # weights_only=True only (gan_lightning.runtime.trust): the file is read back from disk, where anyone may have replaced it
+        checkpoint = load_file(path, map_location=pl_module.device, what="healthy checkpoint")
         if int(checkpoint.get("global_step", -1)) != self.last_healthy_step:
             return None
         return {"step": self.last_healthy_step, "module": checkpoint["state_dict"],

@@ -17,6 +17,7 @@ from lightning.pytorch.cli import LightningCLI
 
 from gan_lightning.runtime import resume
 from gan_lightning.callbacks.progress import with_progress_bar
+from gan_lightning.runtime import trust
 from gan_lightning.data.base import GANDataModule
 from gan_lightning.errors import CheckpointError, ConfigurationError, GANLightningError
 from gan_lightning.commands.intervals import add_interval_arguments, apply_intervals
@@ -66,9 +67,21 @@ class GANLightningCLI(LightningCLI):
             ensure_writable(place)
 
     def _parse_ckpt_path(self) -> None:
+        """Resolve ``--ckpt_path`` (``last`` included), check that the file cannot run code (weights_only=True and
+        trusted class paths, :mod:`gan_lightning.runtime.trust`) and that it continues the same run. Unlike Lightning's own,
+        this never parses the checkpoint's hyper-parameters into the config: the run's config stays what it is."""
         sub = self.config.get("subcommand")
         cfg = self.config.get(sub) if sub else None
-        ckpt_path = cfg.get("ckpt_path") if cfg is not None else None
+        if cfg is None:
+            return
+        if "weights_only" in cfg:
+            if cfg.get("weights_only") is False:
+                raise ConfigurationError(
+                    "--weights_only false would let a checkpoint run code when it is loaded; gan_lightning loads "
+                    "checkpoints with weights_only=True only (the checkpoints it writes hold tensors and plain values)."
+                )
+            cfg.weights_only = True  # Lightning's own load: torch.load(weights_only=True), whatever torch's default
+        ckpt_path = cfg.get("ckpt_path")
         if not ckpt_path or ckpt_path in ("best", "hpc", "registry"):
             return
         if ckpt_path == "last":
@@ -82,8 +95,9 @@ class GANLightningCLI(LightningCLI):
         path = Path(cfg.ckpt_path)
         if not path.is_file():
             raise CheckpointError(f"Checkpoint {str(path)!r} does not exist; check --ckpt_path (or use --ckpt_path last).")
+        checkpoint, _ = trust.load_checked_checkpoint(path, trust.TrustedModules())
         dump = yaml.safe_load(self.parser.dump(self.config, skip_link_targets=False, skip_none=False))[sub]
-        resume.check_resume_options(dump.get("model") or {}, dump.get("data"), path)
+        resume.check_resume_options(dump.get("model") or {}, dump.get("data"), path, checkpoint)
         resume.continue_logger_version(cfg, path)
 
     def __init__(self, args: Optional[Sequence[str]] = None, **kwargs):
@@ -122,11 +136,21 @@ def _option_value(argv: list[str], name: str) -> Optional[str]:
 
 
 def _with_default_config(argv: list[str]) -> list[str]:
-    """``fit`` without ``--config``: the run's own saved config when resuming a checkpoint, else the default."""
+    """``fit`` without ``--config``: the run's own saved config when resuming a checkpoint, else the default.
+
+    The run's ``config.yaml`` travels with its checkpoints, so its class paths are checked like a checkpoint's
+    (:mod:`gan_lightning.runtime.trust`; Lightning's trainer classes are allowed there too) before jsonargparse imports them.
+    """
     if not argv or argv[0] != "fit" or any(a == "--config" or a.startswith("--config=") for a in argv):
         return argv
     ckpt = _option_value(argv, "--ckpt_path")
     config = resume.run_config_beside(ckpt) if ckpt and ckpt != "last" else None
+    if config is not None:
+        try:
+            tree = yaml.safe_load(config.read_text())
+        except (OSError, yaml.YAMLError) as err:
+            raise ConfigurationError(f"Cannot read the run's config {str(config)!r} as plain YAML ({err}).") from err
+        trust.check_class_paths(tree, "", f"The run config {str(config)!r}", trust.TrustedModules(trainer_modules=True))
     return ["fit", "--config", str(config or DEFAULT_CONFIG), *argv[1:]]
 
 

@@ -40,6 +40,7 @@ def evaluate(
     use_ema: bool = True,
     device: str = "cpu",
     show_progress_after: Optional[float] = 0.0,
+    trusted_modules: Optional[str] = None,
 ) -> dict[str, Any]:
     """Score a checkpoint's generator (FID/IS/KID/precision-recall; mode coverage on 2D mixtures) and write the JSON record.
 
@@ -55,8 +56,9 @@ def evaluate(
             a datamodule YAML/JSON file or inline ``{class_path: gan_lightning.data.CIFAR10DataModule, init_args: {root: data}}``.
         num_real: real samples (default all of the reference set; a seeded random subset if smaller).
         metrics: image metrics among fid, is, kid, pr (default all).
-        feature_extractor: ``inception`` (default) or the path of a module saved with torch.jit.save / torch.save
-            that maps images in [-1, 1] to features or (features, logits).
+        feature_extractor: ``inception`` (default) or the path of a network file written by
+            ``gan_lightning.metrics.save_module_file`` (class path, init args, weights) whose module maps images in
+            [-1, 1] to features or (features, logits).
         feature_extractor_weights: InceptionV3 weights file; default ``$GAN_LIGHTNING_INCEPTION_WEIGHTS``, then
             ``$TORCH_HOME/hub/checkpoints/weights-inception-2015-12-05-6726825d.pth``, then a download.
         output: where to write the JSON record (default ``<checkpoint>.eval.json``).
@@ -67,13 +69,16 @@ def evaluate(
         device: where to run (``cpu``, ``cuda``, ``cuda:1``, ...).
         show_progress_after: show the progress on stderr (samples generated, features extracted, elapsed time: a bar on
             a terminal, a line every 30 s otherwise) once the evaluation has run this many seconds; null never.
+        trusted_modules: comma-separated modules (besides gan_lightning, torch, torchvision) whose classes the
+            checkpoint, the reference config or the feature-extractor file may name, e.g. ``mypkg`` for your own
+            networks (also ``$GAN_LIGHTNING_TRUSTED_MODULES``). Only trust code you would run.
     """
     from gan_lightning.commands.sample import load_gan
 
     if num_samples is not None and num_samples < 2:
         raise ConfigurationError(f"--num_samples must be >= 2, got {num_samples}")
     ckpt = Path(ckpt_path).expanduser()
-    model = load_gan(ckpt_path, map_location=device)
+    model = load_gan(ckpt_path, map_location=device, trusted_modules=trusted_modules)
     sample_shape = tuple(model.generate(1, seed=0).shape[1:])
     if reference is None:
         config = _run_config_next_to(ckpt)
@@ -83,7 +88,7 @@ def evaluate(
                 "image folder, a real-features .pt file or a datamodule config)."
             )
         reference = str(config)
-    ref = parse_reference(reference, sample_shape)
+    ref = parse_reference(reference, sample_shape, trusted_modules)
     kind = "points" if isinstance(ref, MixtureReference) else "images"
     ema = getattr(model, "generator_ema", None) if use_ema else None
     generator = ema if isinstance(ema, torch.nn.Module) else model.generator
@@ -98,6 +103,7 @@ def evaluate(
         batch_size=batch_size,
         cache_dir=cache_dir,
         show_progress_after=show_progress_after,
+        trusted_modules=trusted_modules,
     )
     scores, protocol = evaluator.evaluate(generator, model.sample_latent, torch.device(device), title=f"evaluate {ckpt.name}")
     protocol = {"checkpoint": str(ckpt), "generator": "ema" if generator is ema else "raw", **protocol}

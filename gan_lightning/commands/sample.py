@@ -7,18 +7,24 @@ from typing import Optional
 
 import torch
 
-from gan_lightning.errors import CheckpointError, ConfigurationError
+from gan_lightning.errors import CheckpointError, ConfigurationError, GANLightningError
 
 
-def load_gan(ckpt_path: str, map_location: str = "cpu"):
-    """Rebuild a GANModule from a checkpoint written by a CLI run (its config travels in the hyper-parameters)."""
+def load_gan(ckpt_path: str, map_location: str = "cpu", trusted_modules: Optional[str] = None):
+    """Rebuild a GANModule from a checkpoint written by a CLI run (its config travels in the hyper-parameters).
+
+    Nothing in the file runs: it is read with ``torch.load(weights_only=True)`` and only classes from trusted
+    modules are rebuilt (:mod:`gan_lightning.runtime.trust`; ``trusted_modules`` adds comma-separated module names).
+    """
     from gan_lightning.module import GANModule
 
     path = Path(ckpt_path).expanduser()
     if not path.is_file():
         raise CheckpointError(f"Checkpoint {str(path)!r} does not exist; give the path of a .ckpt file (for example <run>/checkpoints/last.ckpt).")
     try:
-        return GANModule.load_from_checkpoint(str(path), map_location=map_location, weights_only=False)
+        return GANModule.load_from_checkpoint(str(path), map_location=map_location, trusted_modules=trusted_modules)
+    except GANLightningError:
+        raise
     except TypeError as err:
         if "generator" in str(err) or "discriminator" in str(err):
             raise CheckpointError(
@@ -72,6 +78,7 @@ def sample(
     device: str = "cpu",
     label: Optional[int] = None,
     use_ema: bool = True,
+    trusted_modules: Optional[str] = None,
 ) -> str:
     """Write ``num_samples`` generator samples from a checkpoint.
 
@@ -86,10 +93,13 @@ def sample(
         label: for a conditional GAN, draw only this class; by default the grid has one row per class
             (``num_samples`` is rounded up to a multiple of the number of classes).
         use_ema: draw from the EMA generator when the checkpoint has one (``--use_ema=false``: the raw one).
+        trusted_modules: comma-separated modules (besides gan_lightning, torch, torchvision) whose classes the
+            checkpoint may name, e.g. ``mypkg,other.module`` for your own networks (also
+            ``$GAN_LIGHTNING_TRUSTED_MODULES``). Only trust code you would run.
     """
     if num_samples < 1:
         raise ConfigurationError(f"--num_samples must be >= 1, got {num_samples}")
-    model = load_gan(ckpt_path, map_location=device)
+    model = load_gan(ckpt_path, map_location=device, trusted_modules=trusted_modules)
     labels = None
     if label is not None or model.num_classes:
         if not model.num_classes:

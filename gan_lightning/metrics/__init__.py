@@ -8,7 +8,15 @@ The pieces, one idea each: :mod:`.weights` (where the Inception weights come fro
 """
 
 from gan_lightning.metrics.evaluator import GeneratorEvaluator
-from gan_lightning.metrics.features import FeatureExtractor, Features, InceptionV3Features, ModuleFeatures, to_uint8
+from gan_lightning.metrics.features import (
+    FeatureExtractor,
+    Features,
+    InceptionV3Features,
+    ModuleFeatures,
+    load_module_file,
+    save_module_file,
+    to_uint8,
+)
 from gan_lightning.metrics.image_metrics import IMAGE_METRICS, ImageMetricSettings, image_scores
 from gan_lightning.metrics.mode_coverage import mode_coverage
 from gan_lightning.metrics.real_cache import RealFeatureCache
@@ -43,11 +51,13 @@ __all__ = [
     "ModuleFeatures",
     "RealFeatureCache",
     "image_scores",
+    "load_module_file",
     "make_record",
     "mode_coverage",
     "parse_reference",
     "reference_from_datamodule",
     "resolve_inception_weights",
+    "save_module_file",
     "to_uint8",
     "write_record",
 ]

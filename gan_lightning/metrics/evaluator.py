@@ -42,13 +42,16 @@ class GeneratorEvaluator:
         num_samples: generated samples per evaluation (split across ranks).
         metrics: image metrics among ``fid``, ``is``, ``kid``, ``pr`` (default: all). Ignored for mixtures.
         num_real: real samples used (default: the whole reference set); a seeded random subset otherwise.
-        feature_extractor: ``None``/``"inception"`` for InceptionV3, an ``nn.Module``, or a saved module's path.
+        feature_extractor: ``None``/``"inception"`` for InceptionV3, an ``nn.Module``, or the path of a file written by
+            :func:`~gan_lightning.metrics.features.save_module_file`.
         feature_extractor_weights: path of the InceptionV3 weights (else env var / torch.hub cache / download).
         seed: seed of the latent noise, so successive evaluations compare the same latents.
         batch_size: generator and extractor batch size.
         cache_dir: real-features cache folder (default ``$TORCH_HOME/gan_lightning/real_features``); ``cache=False`` disables it.
         show_progress_after: print the progress of an evaluation (stderr, rank 0; :mod:`gan_lightning.metrics.progress`)
             once it has run this many seconds; None prints nothing.
+        trusted_modules: comma-separated modules whose classes a feature-extractor file may name, besides
+            gan_lightning, torch, torchvision and ``$GAN_LIGHTNING_TRUSTED_MODULES`` (:mod:`gan_lightning.runtime.trust`).
     """
 
     def __init__(
@@ -65,6 +68,7 @@ class GeneratorEvaluator:
         cache: bool = True,
         settings: Optional[ImageMetricSettings] = None,
         show_progress_after: Optional[float] = None,
+        trusted_modules: Optional[str] = None,
     ):
         if num_samples < 2:
             raise ConfigurationError(f"num_samples must be >= 2, got {num_samples}")
@@ -79,7 +83,7 @@ class GeneratorEvaluator:
         self.cache = RealFeatureCache(cache_dir) if cache else None
         self.settings = settings or ImageMetricSettings()
         self.show_progress_after = show_progress_after
-        self._extractor_spec = (feature_extractor, feature_extractor_weights)
+        self._extractor_spec = (feature_extractor, feature_extractor_weights, trusted_modules)
         self._extractor: Optional[FeatureExtractor] = None
         self._real: Optional[tuple[Features, Optional[dict], dict[str, Any]]] = None
         self.last_real_source = ""

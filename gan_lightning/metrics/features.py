@@ -1,5 +1,10 @@
 """Feature extractors: the standard InceptionV3, or any ``nn.Module`` the user brings.
 
+A network file (``--feature_extractor PATH``, the collapse monitor's ``classifier``) holds data only: a class path,
+plain init arguments and a state dict (:func:`save_module_file`), rebuilt without running code from the file.
+Pickled modules and TorchScript programs are refused: both are code (PyTorch's SECURITY.md says TorchScript
+models must be treated like executable code from their provider).
+
 Images are first quantised to uint8 exactly as if they were written to PNG (clamp, round; never the
 wrap-around of ``(x * 255).byte()``), so generated and real images go through the same conversion. Features are
 computed in float32 with autocast off: Lightning's mixed precision would otherwise change the scores by ~1%.
@@ -15,6 +20,16 @@ import torch
 from torch import Tensor, nn
 
 from gan_lightning.errors import ConfigurationError
+from gan_lightning.runtime.trust import (
+    TrustedModules,
+    check_class_paths,
+    forced_weights_only,
+    import_trusted,
+    is_plain,
+    is_weights_only_refusal,
+    load_file,
+    unsafe_file_error,
+)
 from gan_lightning.metrics.weights import file_sha256, module_sha256, resolve_inception_weights
 
 
@@ -101,10 +116,18 @@ class InceptionV3Features(FeatureExtractor):
 
         self.weights_path = resolve_inception_weights(weights_path, download=download)
         try:
-            self.net = FeatureExtractorInceptionV3(
-                "inception-v3-compat", ["2048", "logits_unbiased"], feature_extractor_weights_path=str(self.weights_path)
-            )
-        except (RuntimeError, EOFError, OSError) as err:
+            with forced_weights_only():  # torch-fidelity reads the file with weights_only=False
+                self.net = FeatureExtractorInceptionV3(
+                    "inception-v3-compat", ["2048", "logits_unbiased"], feature_extractor_weights_path=str(self.weights_path)
+                )
+        except Exception as err:  # noqa: BLE001 - torch.load raises many kinds of errors
+            if is_weights_only_refusal(err):
+                raise unsafe_file_error(
+                    f"InceptionV3 weights file {str(self.weights_path)!r}", err,
+                    "Replace it with torch-fidelity's file (a plain state dict) from a fresh download."
+                ) from None
+            if not isinstance(err, (RuntimeError, EOFError, OSError)):
+                raise
             raise ConfigurationError(
                 f"Cannot load InceptionV3 weights from {str(self.weights_path)!r} ({err}); the file is not torch-fidelity's "
                 "InceptionV3 state dict. Replace it with a fresh download."
@@ -163,30 +186,79 @@ class ModuleFeatures(FeatureExtractor):
         return {"name": self.name, "weights_sha256": self._sha256, "resize": self.resize}
 
 
-def build_feature_extractor(feature_extractor: Optional[nn.Module | str] = None, weights_path: Optional[str] = None) -> FeatureExtractor:
-    """InceptionV3 by default; an ``nn.Module`` (or the path of a saved / TorchScript module) otherwise."""
+def build_feature_extractor(feature_extractor: Optional[nn.Module | str] = None, weights_path: Optional[str] = None,
+                            trusted_modules: Optional[str] = None) -> FeatureExtractor:
+    """InceptionV3 by default; an ``nn.Module`` (or the path of a file written by :func:`save_module_file`) otherwise."""
     if feature_extractor is None or feature_extractor == "inception":
         return InceptionV3Features(weights_path)
     if isinstance(feature_extractor, FeatureExtractor):
         return feature_extractor
     if isinstance(feature_extractor, nn.Module):
         return ModuleFeatures(feature_extractor)
-    return ModuleFeatures(load_module_file(str(feature_extractor)), name=str(feature_extractor))
+    return ModuleFeatures(load_module_file(str(feature_extractor), trusted_modules), name=str(feature_extractor))
 
 
-def load_module_file(path: str) -> nn.Module:
-    """A module saved with ``torch.jit.save`` or ``torch.save(module)``."""
+#: ``format`` of the files written by :func:`save_module_file`.
+MODULE_FILE_FORMAT = "gan_lightning.module/1"
+
+_CONVERT = (
+    "A file holding a pickled module (torch.save(module)) or a TorchScript program is code, so it is not read; in a "
+    "Python session where you trust the file, load the network and save it again with "
+    "gan_lightning.metrics.save_module_file(module, path, init_args={...})."
+)
+
+
+def save_module_file(module: nn.Module, path: str | Path, init_args: Optional[dict[str, Any]] = None,
+                     class_path: Optional[str] = None) -> Path:
+    """Save a network (feature extractor, classifier) as data that :func:`load_module_file` rebuilds without running
+    code from the file: its class path, the plain init arguments that rebuild it, and its ``state_dict``.
+
+    ``class_path`` defaults to the module's class; it may also name a function returning the module (e.g.
+    ``torchvision.models.resnet18``). Loading it needs that class's module to be trusted (gan_lightning, torch,
+    torchvision, or ``--trusted_modules`` / ``$GAN_LIGHTNING_TRUSTED_MODULES``).
+    """
+    init_args = dict(init_args or {})
+    if not is_plain(init_args):
+        raise ConfigurationError(f"init_args must hold plain values (numbers, strings, lists, dicts); got {init_args!r}.")
+    entry = {
+        "format": MODULE_FILE_FORMAT,
+        "class_path": class_path or f"{type(module).__module__}.{type(module).__qualname__}",
+        "init_args": init_args,
+        "state_dict": {k: v.detach().cpu() for k, v in module.state_dict().items()},
+    }
+    out = Path(path).expanduser()
+    torch.save(entry, out)
+    return out
+
+
+def load_module_file(path: str, trusted_modules: Optional[str] = None) -> nn.Module:
+    """A network saved with :func:`save_module_file`, rebuilt without running code from the file: read with
+    ``torch.load(weights_only=True)``, its class imported only from a trusted module (:mod:`gan_lightning.runtime.trust`)."""
     file = Path(path).expanduser()
     if not file.is_file():
         raise ConfigurationError(
             f"Feature extractor {path!r} is neither 'inception' nor an existing file; save your module with "
-            "torch.jit.save(torch.jit.script(module), path) or torch.save(module, path) and pass that path."
+            "gan_lightning.metrics.save_module_file(module, path, init_args={...}) and pass that path."
         )
+    entry = load_file(file, what="network file", advice=_CONVERT)
+    if not isinstance(entry, dict) or entry.get("format") != MODULE_FILE_FORMAT:
+        raise ConfigurationError(f"{path!r} is not a network file written by save_module_file. {_CONVERT}")
+    source = f"Network file {str(file)!r}"
+    trusted = TrustedModules(trusted_modules)
+    init_args = entry.get("init_args") or {}
+    check_class_paths(init_args, "init_args", source, trusted)
+    build = import_trusted(str(entry.get("class_path")), "class_path", source, trusted)
     try:
-        return torch.jit.load(str(file), map_location="cpu")
-    except RuntimeError:
-        pass
-    module = torch.load(str(file), map_location="cpu", weights_only=False)
+        module = build(**init_args)
+    except TypeError as err:
+        raise ConfigurationError(f"{source}: cannot build {entry['class_path']} with init_args {init_args} ({err}).") from err
     if not isinstance(module, nn.Module):
-        raise ConfigurationError(f"{path!r} holds a {type(module).__name__}, not an nn.Module; save the module itself.")
+        raise ConfigurationError(f"{source}: {entry['class_path']} built a {type(module).__name__}, not an nn.Module.")
+    try:
+        module.load_state_dict(entry["state_dict"])
+    except RuntimeError as err:
+        raise ConfigurationError(
+            f"{source}: its weights do not fit {entry['class_path']}({init_args}) ({str(err).splitlines()[0]}); save it "
+            "again with the init_args that built the network."
+        ) from err
     return module

@@ -19,6 +19,7 @@ import torch
 
 from gan_lightning.errors import ConfigurationError
 from gan_lightning.metrics.features import Features
+from gan_lightning.runtime.trust import load_file
 
 CACHE_ENV = "GAN_LIGHTNING_CACHE"
 FORMAT_VERSION = 1
@@ -64,10 +65,10 @@ class RealFeatureCache:
 
 
 def load_entry(path: str | Path) -> dict[str, Any]:
-    try:
-        entry = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as err:  # unpickling errors have no common base class
-        raise ConfigurationError(f"{str(path)!r} is not a real-features file written by gan_lightning ({err}).") from err
+    """A cache entry, read with ``torch.load(weights_only=True)`` (:mod:`gan_lightning.runtime.trust`): a cache folder or a
+    ``--reference`` file can come from anyone."""
+    entry = load_file(path, what="real-features file",
+                      advice="Delete it: gan_lightning computes the real features again and writes a file of plain tensors.")
     if not isinstance(entry, dict) or entry.get("format") != FORMAT_VERSION or "features" not in entry:
         raise ConfigurationError(f"{str(path)!r} is not a real-features file of this gan_lightning version; delete it.")
     return entry

@@ -9,7 +9,6 @@ the protocol record.
 from __future__ import annotations
 
 import hashlib
-import importlib
 import inspect
 import json
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from gan_lightning.errors import ConfigurationError, DatasetError
 from gan_lightning.metrics.features import Features, to_uint8
+from gan_lightning.runtime.trust import TrustedModules, check_class_paths, import_trusted
 
 # init arguments that change how data is loaded, not which data it is
 _LOADING_ARGS = {"batch_size", "num_workers", "shuffle", "download"}
@@ -124,17 +124,24 @@ def reference_from_datamodule(datamodule: Any) -> Reference:
     return ImageReference(datamodule.train_dataset, describe_datamodule(datamodule))
 
 
-def datamodule_from_config(config: dict[str, Any]) -> Any:
-    """Build a datamodule from ``{"class_path": ..., "init_args": {...}}`` (short names resolve in gan_lightning.data)."""
+def datamodule_from_config(config: dict[str, Any], trusted_modules: Optional[str] = None, source: str = "--reference") -> Any:
+    """Build a datamodule from ``{"class_path": ..., "init_args": {...}}`` (short names resolve in gan_lightning.data).
+
+    The class must come from a trusted module (:mod:`gan_lightning.runtime.trust`): a run's ``config.yaml`` travels with its
+    checkpoints, and a class path there could name any callable.
+    """
     if "data" in config and isinstance(config["data"], dict):  # a whole LightningCLI config.yaml
         config = config["data"]
     class_path = config.get("class_path")
     if not isinstance(class_path, str):
         raise ConfigurationError(f"A reference datamodule needs a class_path, e.g. gan_lightning.data.CIFAR10DataModule; got {config}.")
-    module_name, _, attr = class_path.rpartition(".")
+    trusted = TrustedModules(trusted_modules)
+    check_class_paths(config.get("init_args") or {}, "data.init_args", source, trusted)
+    if "." not in class_path:
+        class_path = f"gan_lightning.data.{class_path}"
     try:
-        cls = getattr(importlib.import_module(module_name or "gan_lightning.data"), attr)
-    except (ImportError, AttributeError) as err:
+        cls = import_trusted(class_path, "data.class_path", source, trusted)
+    except ConfigurationError as err:
         raise ConfigurationError(f"Cannot import datamodule class {class_path!r} ({err}).") from err
     try:
         return cls(**(config.get("init_args") or {}))
@@ -142,18 +149,19 @@ def datamodule_from_config(config: dict[str, Any]) -> Any:
         raise ConfigurationError(f"Cannot build {class_path} with init_args {config.get('init_args')} ({err}).") from err
 
 
-def parse_reference(spec: str | dict, sample_shape: tuple[int, ...]) -> Reference:
+def parse_reference(spec: str | dict, sample_shape: tuple[int, ...], trusted_modules: Optional[str] = None) -> Reference:
     """Turn ``--reference`` into a reference set; ``sample_shape`` is the shape of one generated sample.
 
     Accepted: a mixture name (``ring8``, ``grid25``); a ``.pt`` real-features file from the cache; a folder of images
     (resized and centre-cropped to the generated size); a YAML/JSON file or inline ``{class_path: ..., init_args: ...}``
-    describing a datamodule, including a run's ``config.yaml``.
+    describing a datamodule, including a run's ``config.yaml``. A datamodule's class must come from a trusted module
+    (gan_lightning, torch, torchvision, ``trusted_modules`` or ``$GAN_LIGHTNING_TRUSTED_MODULES``).
     """
     from gan_lightning.data import ImageFolderDataModule, mixture_modes
     from gan_lightning.data.mixtures import MIXTURES
 
     if isinstance(spec, dict):
-        return reference_from_datamodule(datamodule_from_config(spec))
+        return reference_from_datamodule(datamodule_from_config(spec, trusted_modules))
     if spec in MIXTURES:
         modes, std = mixture_modes(spec)
         return MixtureReference(spec, modes, std)
@@ -171,7 +179,8 @@ def parse_reference(spec: str | dict, sample_shape: tuple[int, ...]) -> Referenc
         import yaml
 
         config = yaml.safe_load(path.read_text() if path.is_file() else spec)
-        return reference_from_datamodule(datamodule_from_config(config))
+        source = f"Reference file {str(path)!r}" if path.is_file() else "--reference"
+        return reference_from_datamodule(datamodule_from_config(config, trusted_modules, source))
     raise ConfigurationError(
         f"Cannot use {spec!r} as --reference: give a mixture name (ring8, grid25), a folder of images, a real-features "
         ".pt file written by the cache, or a datamodule config (a YAML file such as a run's config.yaml, or "

@@ -12,9 +12,8 @@ import sys
 from pathlib import Path
 from typing import Any, Optional
 
-import torch
-
-from gan_lightning.errors import CheckpointError, ConfigurationError
+from gan_lightning.errors import ConfigurationError
+from gan_lightning.runtime.trust import load_file
 
 #: Data options that may change on resume without changing what the run computes.
 DATA_OPTIONS_FREE_ON_RESUME = frozenset({"num_workers"})
@@ -98,12 +97,11 @@ def _diff(given: Any, stored: Any, prefix: str) -> list[str]:
     return [] if given == stored else [f"{prefix}: {stored!r} in the checkpoint, {given!r} now"]
 
 
-def check_resume_options(model_cfg: dict, data_cfg: Optional[dict], ckpt_path: Path) -> None:
-    """Refuse model/data options that differ from the checkpoint's: a resumed run must be the same run."""
-    try:
-        ckpt = torch.load(ckpt_path, weights_only=True, map_location="cpu")
-    except Exception as err:  # noqa: BLE001 - any unreadable file gets the same explanation
-        raise CheckpointError(f"Cannot read checkpoint {str(ckpt_path)!r}: {err}") from err
+def check_resume_options(model_cfg: dict, data_cfg: Optional[dict], ckpt_path: Path,
+                         checkpoint: Optional[dict] = None) -> None:
+    """Refuse model/data options that differ from the checkpoint's: a resumed run must be the same run.
+    ``checkpoint``: the file's contents when already loaded (read with weights_only=True otherwise)."""
+    ckpt = checkpoint if checkpoint is not None else load_file(ckpt_path)
     stored_model = {k: v for k, v in (ckpt.get("hyper_parameters") or {}).items() if not k.startswith("_")}
     stored_data = {k: v for k, v in (ckpt.get("datamodule_hyper_parameters") or {}).items() if k != "_instantiator"}
     problems: list[str] = []
