@@ -1,5 +1,7 @@
 """gan_lightning: GAN experiments on PyTorch Lightning."""
 
+from gan_lightning import console  # noqa: F401  (first: the ``gan_lightning`` logger prints before anything logs)
+
 from gan_lightning.callbacks import (
     BalanceDiagnosticsCallback,
     GANCheckpoint,

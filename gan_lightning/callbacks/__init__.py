@@ -4,7 +4,7 @@ from gan_lightning.callbacks.checkpoint import GANCheckpoint
 from gan_lightning.callbacks.diagnostics import BalanceDiagnosticsCallback
 from gan_lightning.callbacks.evaluation import GANEvaluation
 from gan_lightning.callbacks.loss_curves import LossCurvesCallback, plot_loss_curves_from_tensorboard
-from gan_lightning.callbacks.mode_collapse import ModeCollapseMonitor
+from gan_lightning.callbacks.mode_collapse import ModeCollapseMonitor, ModeCollapseWarning
 from gan_lightning.callbacks.samples import SampleGridCallback
 from gan_lightning.callbacks.slurm import SlurmRequeue
 from gan_lightning.callbacks.timelapse import TimelapseCallback, make_timelapse
@@ -15,6 +15,7 @@ __all__ = [
     "GANEvaluation",
     "LossCurvesCallback",
     "ModeCollapseMonitor",
+    "ModeCollapseWarning",
     "SampleGridCallback",
     "SlurmRequeue",
     "TimelapseCallback",
