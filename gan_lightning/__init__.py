@@ -1,5 +1,6 @@
 """gan_lightning: GAN experiments on PyTorch Lightning."""
 
+from gan_lightning.runtime import console  # noqa: F401  (first: the ``gan_lightning`` logger prints before anything logs)
 from gan_lightning import _aliases
 
 _aliases.install()  # module paths from before the layout by concept keep importing (old configs, checkpoints)

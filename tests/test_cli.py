@@ -66,6 +66,27 @@ def test_empty_image_folder_is_a_clear_error(tmp_path, monkeypatch, capsys):
     assert "No images found" in err
 
 
+def test_corrupt_image_in_a_loader_worker_is_the_same_one_line_error(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    imgs = tmp_path / "imgs"
+    imgs.mkdir()
+    for i in range(7):
+        Image.new("RGB", (12, 12), color=(30 * i, 0, 0)).save(imgs / f"{i}.png")
+    (imgs / "broken.png").write_bytes(b"\x89PNG not really")
+    size = ["--data.init_args.image_size=16", "--model.generator.init_args.image_size=16",
+            "--model.discriminator.init_args.image_size=16", "--model.generator.init_args.width=8",
+            "--model.discriminator.init_args.width=8", "--data.init_args.batch_size=4"]
+    err = _error_of(
+        ["fit", "--config", str(ROOT / "experiments/lsgan_folder.yaml"), "--data.init_args.root", str(imgs), *size,
+         "--data.init_args.num_workers=2", "--trainer.max_steps=4", "--trainer.logger=false"],
+        capsys,
+    )
+    error = err[err.index("error: "):]
+    assert error.startswith(f"error: Cannot read image {str(imgs / 'broken.png')!r} (")
+    assert error.rstrip("\n").endswith("Delete or replace the file and restart.") and error.count("\n") == 1, error
+    assert "worker" not in err
+
+
 def test_missing_dataset_with_download_off_is_a_clear_error(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     err = _error_of(

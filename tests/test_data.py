@@ -93,6 +93,21 @@ def test_corrupt_image_names_the_file(tmp_path):
         ds[bad]
 
 
+def test_corrupt_image_read_by_a_loader_worker_gives_the_same_one_line_message(tmp_path):
+    _write_images(tmp_path, 3)
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG not really")
+    in_process = ImageFolderDataModule(str(tmp_path), image_size=8, batch_size=1, num_workers=0)
+    with pytest.raises(DatasetError) as direct:
+        list(in_process.train_dataloader())
+    workers = ImageFolderDataModule(str(tmp_path), image_size=8, batch_size=1, num_workers=2)
+    with pytest.raises(DatasetError) as rebuilt:
+        list(workers.train_dataloader())  # PyTorch re-raises the worker's error with its traceback as the message
+    assert str(rebuilt.value) == str(direct.value)
+    assert str(direct.value).startswith(f"Cannot read image {str(tmp_path / 'broken.png')!r} (")
+    assert str(direct.value).endswith("Delete or replace the file and restart.") and "\n" not in str(direct.value)
+    assert "in DataLoader worker process" in rebuilt.value.worker_traceback  # kept for debugging, not printed
+
+
 def _write_idx(path, array_bytes, header):
     with open(path, "wb") as f:
         f.write(header + array_bytes)

@@ -1,7 +1,9 @@
 """ModeCollapseMonitor: the signals on small tensors, the status rule, the warning, the actions and the checkpointed state."""
 
 import io
+import logging
 import math
+import warnings
 
 import pytest
 import torch
@@ -237,6 +239,38 @@ def test_warn_action_flags_the_collapse_and_training_continues():
     codes = dict(mon.history)
     assert codes[10] == codes[20] == 0 and codes[30] == codes[60] == 2
     assert mon.signal_history[0]["modes_covered"] == 8 and mon.signal_history[-1]["modes_covered"] == 1
+
+
+def test_status_changes_are_logged_once_each_even_with_python_warnings_silenced(caplog, monkeypatch):
+    # the gan_lightning logger prints by itself when the application configured no logging (then it does not
+    # propagate): listen on it directly
+    package_logger = logging.getLogger("gan_lightning")
+    monkeypatch.setattr(package_logger, "propagate", False)
+    package_logger.addHandler(caplog.handler)
+    mon = monitor()
+    trainer = quiet_trainer(max_steps=60, callbacks=[CollapseAt(30), mon])
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # PYTHONWARNINGS=ignore
+            trainer.fit(ring_gan(), tiny_ring())
+    finally:
+        package_logger.removeHandler(caplog.handler)
+    records = [r for r in caplog.records if r.name == "gan_lightning.collapse.monitor"]
+    assert len(records) == 1, [r.getMessage() for r in records]  # checks at 30, 40, 50, 60 all collapsed: one change
+    assert records[0].levelno == logging.WARNING
+    assert "generator step 30: status healthy -> collapsed" in records[0].getMessage()
+
+
+def test_gan_lightning_logger_prints_to_the_console_unless_logging_is_configured(monkeypatch):
+    from gan_lightning.runtime.console import set_up_logger
+
+    monkeypatch.setattr(logging.getLogger(), "handlers", [])  # a script that configured no logging
+    alone = set_up_logger("gan_lightning_test_alone")
+    assert alone.level == logging.INFO and not alone.propagate
+    assert [type(h) for h in alone.handlers] == [logging.StreamHandler]
+    monkeypatch.setattr(logging.getLogger(), "handlers", [logging.NullHandler()])  # an application that did
+    configured = set_up_logger("gan_lightning_test_configured")
+    assert configured.propagate and not configured.handlers
 
 
 def test_stop_action_stops_training_early():

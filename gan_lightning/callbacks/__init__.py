@@ -4,7 +4,7 @@ from gan_lightning.runtime.checkpointing import GANCheckpoint
 from gan_lightning.callbacks.diagnostics import BalanceDiagnosticsCallback
 from gan_lightning.callbacks.evaluation import GANEvaluation
 from gan_lightning.callbacks.loss_curves import LossCurvesCallback, plot_loss_curves_from_tensorboard
-from gan_lightning.collapse.monitor import ModeCollapseMonitor
+from gan_lightning.collapse.monitor import ModeCollapseMonitor, ModeCollapseWarning
 from gan_lightning.callbacks.progress import GANProgressBar
 from gan_lightning.callbacks.samples import SampleGridCallback
 from gan_lightning.callbacks.slurm import SlurmRequeue
@@ -17,6 +17,7 @@ __all__ = [
     "GANProgressBar",
     "LossCurvesCallback",
     "ModeCollapseMonitor",
+    "ModeCollapseWarning",
     "SampleGridCallback",
     "SlurmRequeue",
     "TimelapseCallback",

@@ -5,9 +5,10 @@ half the modes often look like those of a healthy one. So every ``every_n_steps`
 generates a fixed-seed batch and compares it with a fixed real batch (:mod:`gan_lightning.collapse.signals`:
 diversity ratio, Naeem et al. 2020 coverage, the histogram over known modes or a classifier's classes), reads the
 training dynamics (D accuracy and losses of the last step, the generator's gradient norm from one dedicated
-backward pass), and turns them into a status: healthy, suspect or collapsed. A status change logs a warning that
-names the signals and the remedies this framework offers; on "collapsed" the run can also stop, or roll back to
-the last healthy state and continue with a remedy (:mod:`gan_lightning.collapse.remedies`) switched on.
+backward pass), and turns them into a status: healthy, suspect or collapsed. A status change raises an alarm that
+names the signals and the remedies this framework offers (a :class:`ModeCollapseWarning` and a WARNING record of the
+``gan_lightning`` logger, printed even when Python warnings are silenced); on "collapsed" the run can also stop, or
+roll back to the last healthy state and continue with a remedy (:mod:`gan_lightning.collapse.remedies`) switched on.
 
 Nothing runs between checks: no per-step host sync, no per-step copy. A check costs one generation of
 ``num_samples`` samples, one forward/backward of G and D on ``grad_batch_size`` samples and a few small distance
@@ -17,14 +18,16 @@ matrices; with ``action="rollback"`` also one in-memory copy of the module and o
 from __future__ import annotations
 
 import copy
+import logging
 import math
 import os
+import warnings
 from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
-from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+from lightning.pytorch.utilities import rank_zero_only
 from torch import Tensor, nn
 
 from gan_lightning.collapse import signals as cs
@@ -39,6 +42,24 @@ STATUSES = ("healthy", "suspect", "collapsed")
 #: Signals that look at the samples themselves (direct evidence) and at the training dynamics (indirect).
 SAMPLE_SIGNALS = ("modes_covered", "mode_kl", "diversity_ratio", "coverage")
 DYNAMICS_SIGNALS = ("d_wins", "d_loss_low", "g_grad_vanishing")
+
+log = logging.getLogger(__name__)
+
+
+class ModeCollapseWarning(UserWarning):
+    """A mode-collapse alarm of :class:`ModeCollapseMonitor` (also logged on the ``gan_lightning`` logger)."""
+
+
+@rank_zero_only
+def report(message: str, alarm: bool = True) -> None:
+    """On rank 0: an alarm is a :class:`ModeCollapseWarning` and a WARNING log record, so a user who silences
+    warnings (``PYTHONWARNINGS=ignore``) still sees it on the console; other news (a recovery) is an INFO record."""
+    if alarm:
+        warnings.warn(message, ModeCollapseWarning, stacklevel=3)
+        log.warning(message)
+    else:
+        log.info(message)
+
 
 #: Remedies suggested in the warning, by the kind of signal that fired.
 _SAMPLE_REMEDIES = (
@@ -489,10 +510,7 @@ class ModeCollapseMonitor(Callback):
             if new == "collapsed" and self.action == "warn":
                 message += (" The monitor can also stop the run (action: stop) or roll back to the last healthy state "
                             "with a remedy switched on (action: rollback, remedies: [...]).")
-        if STATUSES.index(new) > STATUSES.index(old):
-            rank_zero_warn(message)
-        else:  # a recovery is news, not a warning
-            rank_zero_info(message)
+        report(message, alarm=STATUSES.index(new) > STATUSES.index(old))  # a recovery is news, not an alarm
 
     def _describe(self, name: str, values: dict[str, float]) -> str:
         t = self.thresholds[name]
@@ -534,7 +552,7 @@ class ModeCollapseMonitor(Callback):
     def _act(self, trainer: Trainer, pl_module: LightningModule, step: int) -> None:
         if self.action == "stop":
             trainer.should_stop = True
-            rank_zero_warn(
+            report(
                 f"ModeCollapseMonitor: stopping training at generator step {step}: the generator has collapsed "
                 f"({', '.join(self.fired) or 'see collapse/* scalars'}). Last healthy check: "
                 f"{self.last_healthy_step if self.last_healthy_step >= 0 else 'none'}."
@@ -543,8 +561,8 @@ class ModeCollapseMonitor(Callback):
         if self.action != "rollback":
             return
         if self.rollbacks >= self.max_rollbacks:
-            rank_zero_warn(f"ModeCollapseMonitor: collapsed again at step {step} after {self.rollbacks} rollbacks "
-                           f"(max_rollbacks={self.max_rollbacks}); continuing without rolling back.")
+            report(f"ModeCollapseMonitor: collapsed again at step {step} after {self.rollbacks} rollbacks "
+                   f"(max_rollbacks={self.max_rollbacks}); continuing without rolling back.")
             return
         state = self._healthy_state
         if state is None and self.save_healthy_checkpoint:
@@ -552,15 +570,15 @@ class ModeCollapseMonitor(Callback):
             state = self._load_healthy_checkpoint(pl_module) if trainer.is_global_zero else None
             state = trainer.strategy.broadcast(state, src=0)
         if state is None:
-            rank_zero_warn(f"ModeCollapseMonitor: collapsed at step {step} but no healthy state was kept yet "
-                           f"(no healthy check since step {self.warmup_steps}, or since a resume); continuing.")
+            report(f"ModeCollapseMonitor: collapsed at step {step} but no healthy state was kept yet "
+                   f"(no healthy check since step {self.warmup_steps}, or since a resume); continuing.")
             return
         self.restore_healthy_state(trainer, pl_module, state)
         done = [remedy.apply(pl_module) for remedy in self.remedies]
         self.rollbacks += 1
         self.remedies_applied = True
         self.status, self.consecutive = "healthy", 0
-        rank_zero_warn(
+        report(
             f"ModeCollapseMonitor: rolled back at generator step {step} to the healthy state of step "
             f"{state['step']} (the step counter keeps counting) and switched on: {'; '.join(done)}."
         )

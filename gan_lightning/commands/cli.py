@@ -13,15 +13,18 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 import yaml
-from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
 from gan_lightning.runtime import resume
 from gan_lightning.callbacks.progress import with_progress_bar
 from gan_lightning.runtime import trust
+from gan_lightning.runtime import console
+from gan_lightning.collapse.monitor import ModeCollapseWarning
 from gan_lightning.data.base import GANDataModule
 from gan_lightning.errors import CheckpointError, ConfigurationError, GANLightningError
 from gan_lightning.commands.intervals import add_interval_arguments, apply_intervals
 from gan_lightning.module import GANModule
+from gan_lightning.runtime.run_paths import resolve_run_paths
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "default_experiment.yaml"
 EXTRA_COMMANDS = ("sample", "evaluate")
@@ -65,6 +68,26 @@ class GANLightningCLI(LightningCLI):
         places += [Path(cb.dirpath) for cb in trainer.checkpoint_callbacks if getattr(cb, "dirpath", None)]
         for place in places:
             ensure_writable(place)
+        if self.config_init[self.subcommand].get("ckpt_path"):
+            # a resumed run writes into its own checkpoint directory: Lightning's "exists and is not empty" is expected
+            warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
+
+    def instantiate_classes(self) -> None:
+        """Build the loggers and checkpoint callbacks with relative paths under ``default_root_dir``
+        (:mod:`gan_lightning.runtime.run_paths`), but save ``config.yaml`` with the paths as given: resolving a saved,
+        already resolved path again on resume would nest the run directory."""
+        given = self.config
+        resolved = given.clone()
+        sub = resolved.get("subcommand")
+        resolve_run_paths((resolved[sub] if sub else resolved).get("trainer"))
+        self.config = resolved
+        try:
+            super().instantiate_classes()
+        finally:
+            self.config = given
+        for callback in self.trainer.callbacks:
+            if isinstance(callback, SaveConfigCallback):
+                callback.config = given[sub] if sub else given
 
     def _parse_ckpt_path(self) -> None:
         """Resolve ``--ckpt_path`` (``last`` included), check that the file cannot run code (weights_only=True and
@@ -167,9 +190,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                   "  fit without --config trains the default experiment (DCGAN on scikit-learn digits).\n"
                   "  `python -m gan_lightning COMMAND --help` lists the options of a command.")
             return 0 if argv else 2
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), console.lightning_noise_filtered():
             # we always pass args (to add the default config); Lightning warns when sys.argv is also set
             warnings.filterwarnings("ignore", message=".*LightningCLI's args parameter.*")
+            # the monitor's alarms are also logged: print them once, by the gan_lightning logger (a user's -W wins)
+            warnings.filterwarnings("ignore", category=ModeCollapseWarning, append=True)
             GANLightningCLI(args=_with_default_config(argv))
         return 0
     except GANLightningError as err:

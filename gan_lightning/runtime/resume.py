@@ -12,35 +12,23 @@ import sys
 from pathlib import Path
 from typing import Any, Optional
 
-from gan_lightning.errors import ConfigurationError
+from gan_lightning.errors import CheckpointError, ConfigurationError
+from gan_lightning.runtime.run_paths import config_value as _get
+from gan_lightning.runtime.run_paths import configured_loggers as _loggers
+from gan_lightning.runtime.run_paths import under_root_dir
 from gan_lightning.runtime.trust import load_file
 
 #: Data options that may change on resume without changing what the run computes.
 DATA_OPTIONS_FREE_ON_RESUME = frozenset({"num_workers"})
 
 
-def _get(obj: Any, key: str, default: Any = None) -> Any:
-    if obj is None:
-        return default
-    if isinstance(obj, dict):
-        return obj.get(key, default)
-    return getattr(obj, key, default)
-
-
-def _loggers(trainer_cfg: Any) -> list[Any]:
-    logger = _get(trainer_cfg, "logger")
-    if logger in (None, True, False):
-        return []
-    return list(logger) if isinstance(logger, (list, tuple)) else [logger]
-
-
-def _logger_run_root(logger_cfg: Any) -> Optional[Path]:
+def _logger_run_root(trainer_cfg: Any, logger_cfg: Any) -> Optional[Path]:
     init = _get(logger_cfg, "init_args")
     save_dir = _get(init, "save_dir")
     if save_dir is None:
         return None
     name = _get(init, "name", "lightning_logs") or ""
-    return Path(save_dir) / name
+    return under_root_dir(trainer_cfg, save_dir) / name
 
 
 def _version_dir_name(version: Any) -> str:
@@ -54,9 +42,9 @@ def find_last_checkpoint(cfg: Any) -> tuple[Optional[Path], list[Path]]:
     for cb in _get(trainer_cfg, "callbacks") or []:
         dirpath = _get(_get(cb, "init_args"), "dirpath")
         if dirpath:
-            searched.append(Path(dirpath) / "last.ckpt")
+            searched.append(under_root_dir(trainer_cfg, dirpath) / "last.ckpt")
     for logger in _loggers(trainer_cfg):
-        root = _logger_run_root(logger)
+        root = _logger_run_root(trainer_cfg, logger)
         if root is None:
             continue
         version = _get(_get(logger, "init_args"), "version")
@@ -77,9 +65,10 @@ def continue_logger_version(cfg: Any, ckpt: Path) -> None:
     if ckpt.parent.name != "checkpoints":
         return
     run_dir = ckpt.parent.parent
-    for logger in _loggers(_get(cfg, "trainer")):
+    trainer_cfg = _get(cfg, "trainer")
+    for logger in _loggers(trainer_cfg):
         init = _get(logger, "init_args")
-        root = _logger_run_root(logger)
+        root = _logger_run_root(trainer_cfg, logger)
         if root is None or _get(init, "version") is not None:
             continue
         if run_dir.parent.resolve() == root.resolve():
