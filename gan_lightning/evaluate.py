@@ -39,6 +39,7 @@ def evaluate(
     cache_dir: Optional[str] = None,
     use_ema: bool = True,
     device: str = "cpu",
+    mode_classifier: Optional[str] = None,
 ) -> dict[str, Any]:
     """Score a checkpoint's generator (FID/IS/KID/precision-recall; mode coverage on 2D mixtures) and write the JSON record.
 
@@ -53,9 +54,10 @@ def evaluate(
             checkpoint. Or: ``ring8`` / ``grid25``; a folder of images; a real-features ``.pt`` file from the cache;
             a datamodule YAML/JSON file or inline ``{class_path: gan_lightning.data.CIFAR10DataModule, init_args: {root: data}}``.
         num_real: real samples (default all of the reference set; a seeded random subset if smaller).
-        metrics: image metrics among fid, is, kid, pr (default all).
-        feature_extractor: ``inception`` (default) or the path of a module saved with torch.jit.save / torch.save
-            that maps images in [-1, 1] to features or (features, logits).
+        metrics: image metrics among fid, is, kid, pr (default all; ``[]`` with a mode classifier: modes only).
+        feature_extractor: ``inception`` (default), ``digits`` (the penultimate features of the digits classifier of
+            :mod:`gan_lightning.metrics.digits_classifier`) or the path of a module saved with torch.jit.save /
+            torch.save that maps images in [-1, 1] to features or (features, logits).
         feature_extractor_weights: InceptionV3 weights file; default ``$GAN_LIGHTNING_INCEPTION_WEIGHTS``, then
             ``$TORCH_HOME/hub/checkpoints/weights-inception-2015-12-05-6726825d.pth``, then a download.
         output: where to write the JSON record (default ``<checkpoint>.eval.json``).
@@ -64,6 +66,9 @@ def evaluate(
         cache_dir: real-features cache (default ``$GAN_LIGHTNING_CACHE`` or ``$TORCH_HOME/gan_lightning/real_features``).
         use_ema: score the EMA generator (``generator_ema``) when the checkpoint has one.
         device: where to run (``cpu``, ``cuda``, ``cuda:1``, ...).
+        mode_classifier: count modes by a classifier's labels (``modes_captured``, ``reverse_kl`` to uniform):
+            ``stacked_digits`` (the Stacked-MNIST protocol on Stacked Digits, 1,000 modes), ``digits`` (10 classes)
+            or the path of a saved module mapping images in [-1, 1] to logits.
     """
     from gan_lightning.sampling import load_gan
 
@@ -94,6 +99,7 @@ def evaluate(
         seed=seed,
         batch_size=batch_size,
         cache_dir=cache_dir,
+        mode_classifier=mode_classifier,
     )
     scores, protocol = evaluator.evaluate(generator, model.sample_latent, torch.device(device))
     protocol = {"checkpoint": str(ckpt), "generator": "ema" if generator is ema else "raw", **protocol}

@@ -16,8 +16,9 @@ import torch
 
 from gan_lightning.errors import CheckpointError, ConfigurationError
 
-#: Data options that may change on resume without changing what the run computes.
-DATA_OPTIONS_FREE_ON_RESUME = frozenset({"num_workers"})
+#: Data options that may change on resume without changing what the run computes (the image cache gives
+#: tensors identical to per-sample decoding, so its options are free too).
+DATA_OPTIONS_FREE_ON_RESUME = frozenset({"num_workers", "cache", "cache_memory_budget_mb", "cache_dir"})
 
 
 def _get(obj: Any, key: str, default: Any = None) -> Any:

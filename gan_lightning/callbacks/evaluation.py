@@ -39,8 +39,9 @@ class GANEvaluation(Callback):
         reference: what to compare with; default the training datamodule's data. Otherwise a mixture name, an
             image folder, a real-features ``.pt`` file, or a datamodule (``{class_path, init_args}`` or a YAML file).
         num_real: real samples (default: the whole reference set; a seeded random subset if smaller).
-        feature_extractor: ``None`` for InceptionV3, or any ``nn.Module`` (or the path of a saved module) mapping
-            images in [-1, 1] to features, or to ``(features, logits)`` for IS.
+        feature_extractor: ``None`` for InceptionV3, ``digits`` for the digits classifier's penultimate features
+            (a Fréchet distance on digit images without Inception), or any ``nn.Module`` (or the path of a saved
+            module) mapping images in [-1, 1] to features, or to ``(features, logits)`` for IS.
         feature_extractor_weights: InceptionV3 weights file (else ``$GAN_LIGHTNING_INCEPTION_WEIGHTS``, then
             ``$TORCH_HOME/hub/checkpoints``, then a download).
         seed: latent seed (the same latents at every evaluation, so scores move only with the generator).
@@ -49,6 +50,10 @@ class GANEvaluation(Callback):
         use_ema: score ``generator_ema`` when the module has one.
         evaluate_at_end: also evaluate when training ends (if the last step was not just evaluated).
         record_dir: where the JSON records go (default ``<log_dir>/evaluation``).
+        mode_classifier: images only: a classifier whose labels are the modes, adding ``modes_captured`` (modes with
+            at least one sample) and ``reverse_kl`` (KL to uniform over its modes): ``stacked_digits`` (1,000 digit
+            triples, the Stacked-MNIST protocol), ``digits`` (10 classes), an ``nn.Module`` mapping images in [-1, 1]
+            to logits, or a saved module's path. With ``metrics: []`` only the modes are computed.
     """
 
     def __init__(
@@ -66,6 +71,7 @@ class GANEvaluation(Callback):
         use_ema: bool = True,
         evaluate_at_end: bool = True,
         record_dir: Optional[str] = None,
+        mode_classifier: Optional[Union[nn.Module, str]] = None,
     ):
         if every_n_steps < 0:
             raise ConfigurationError(f"every_n_steps must be >= 0, got {every_n_steps}")
@@ -82,6 +88,7 @@ class GANEvaluation(Callback):
         self.use_ema = use_ema
         self.evaluate_at_end = evaluate_at_end
         self.record_dir = record_dir
+        self.mode_classifier = mode_classifier
         self.evaluator: Optional[GeneratorEvaluator] = None
         self.last_step: int = -1
         self.last_scores: dict[str, float] = {}
@@ -112,6 +119,7 @@ class GANEvaluation(Callback):
             seed=self.seed,
             batch_size=self.batch_size,
             cache_dir=self.cache_dir,
+            mode_classifier=self.mode_classifier,
         )
         # trainer.log_dir is a broadcast: resolve it here, on every rank, never in rank-0-only code
         base = self.record_dir or str(Path(trainer.log_dir or trainer.default_root_dir) / "evaluation")
