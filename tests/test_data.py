@@ -86,7 +86,7 @@ def test_empty_and_missing_folders_are_explained(tmp_path):
 def test_corrupt_image_names_the_file(tmp_path):
     _write_images(tmp_path, 2)
     (tmp_path / "broken.png").write_bytes(b"\x89PNG not really")
-    dm = ImageFolderDataModule(str(tmp_path), image_size=8, batch_size=1)
+    dm = ImageFolderDataModule(str(tmp_path), image_size=8, batch_size=1, cache="off")  # decoded per sample
     ds = dm.train_dataset
     bad = [i for i, f in enumerate(ds.files) if f.name == "broken.png"][0]
     with pytest.raises(DatasetError, match="broken.png"):

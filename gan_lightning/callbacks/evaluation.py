@@ -39,8 +39,9 @@ class GANEvaluation(Callback):
         reference: what to compare with; default the training datamodule's data. Otherwise a mixture name, an
             image folder, a real-features ``.pt`` file, or a datamodule (``{class_path, init_args}`` or a YAML file).
         num_real: real samples (default: the whole reference set; a seeded random subset if smaller).
-        feature_extractor: ``None`` for InceptionV3, or any ``nn.Module`` (or the path of a file written by
-            ``gan_lightning.metrics.save_module_file``; its class must come from gan_lightning, torch, torchvision or
+        feature_extractor: ``None`` for InceptionV3, ``digits`` for the digits classifier's penultimate features
+            (a Fréchet distance on digit images without Inception), or any ``nn.Module`` (or the path of a file written
+            by ``gan_lightning.metrics.save_module_file``; its class must come from gan_lightning, torch, torchvision or
             ``$GAN_LIGHTNING_TRUSTED_MODULES``) mapping images in [-1, 1] to features, or to ``(features, logits)`` for IS.
         feature_extractor_weights: InceptionV3 weights file (else ``$GAN_LIGHTNING_INCEPTION_WEIGHTS``, then
             ``$TORCH_HOME/hub/checkpoints``, then a download).
@@ -53,6 +54,10 @@ class GANEvaluation(Callback):
         show_progress_after: an evaluation that runs longer than this many seconds shows its progress on stderr
             (rank 0: samples generated, features extracted, elapsed time; a bar on a terminal, a line every 30 s in
             logs) and ends with a line of scores; 0 always, null never.
+        mode_classifier: images only: a classifier whose labels are the modes, adding ``modes_captured`` (modes with
+            at least one sample) and ``reverse_kl`` (KL to uniform over its modes): ``stacked_digits`` (1,000 digit
+            triples, the Stacked-MNIST protocol), ``digits`` (10 classes), an ``nn.Module`` mapping images in [-1, 1]
+            to logits, or a saved module's path. With ``metrics: []`` only the modes are computed.
     """
 
     def __init__(
@@ -71,6 +76,7 @@ class GANEvaluation(Callback):
         evaluate_at_end: bool = True,
         record_dir: Optional[str] = None,
         show_progress_after: Optional[float] = 5.0,
+        mode_classifier: Optional[Union[nn.Module, str]] = None,
     ):
         if every_n_steps < 0:
             raise ConfigurationError(f"every_n_steps must be >= 0, got {every_n_steps}")
@@ -88,6 +94,7 @@ class GANEvaluation(Callback):
         self.evaluate_at_end = evaluate_at_end
         self.record_dir = record_dir
         self.show_progress_after = show_progress_after
+        self.mode_classifier = mode_classifier
         self.evaluator: Optional[GeneratorEvaluator] = None
         self.last_step: int = -1
         self.last_scores: dict[str, float] = {}
@@ -119,6 +126,7 @@ class GANEvaluation(Callback):
             batch_size=self.batch_size,
             cache_dir=self.cache_dir,
             show_progress_after=self.show_progress_after,
+            mode_classifier=self.mode_classifier,
         )
         # trainer.log_dir is a broadcast: resolve it here, on every rank, never in rank-0-only code
         base = self.record_dir or str(Path(trainer.log_dir or trainer.default_root_dir) / "evaluation")

@@ -41,6 +41,7 @@ def evaluate(
     device: str = "cpu",
     show_progress_after: Optional[float] = 0.0,
     trusted_modules: Optional[str] = None,
+    mode_classifier: Optional[str] = None,
 ) -> dict[str, Any]:
     """Score a checkpoint's generator (FID/IS/KID/precision-recall; mode coverage on 2D mixtures) and write the JSON record.
 
@@ -55,8 +56,9 @@ def evaluate(
             checkpoint. Or: ``ring8`` / ``grid25``; a folder of images; a real-features ``.pt`` file from the cache;
             a datamodule YAML/JSON file or inline ``{class_path: gan_lightning.data.CIFAR10DataModule, init_args: {root: data}}``.
         num_real: real samples (default all of the reference set; a seeded random subset if smaller).
-        metrics: image metrics among fid, is, kid, pr (default all).
-        feature_extractor: ``inception`` (default) or the path of a network file written by
+        metrics: image metrics among fid, is, kid, pr (default all; ``[]`` with a mode classifier: modes only).
+        feature_extractor: ``inception`` (default), ``digits`` (the penultimate features of the digits classifier of
+            :mod:`gan_lightning.metrics.digits_classifier`) or the path of a network file written by
             ``gan_lightning.metrics.save_module_file`` (class path, init args, weights) whose module maps images in
             [-1, 1] to features or (features, logits).
         feature_extractor_weights: InceptionV3 weights file; default ``$GAN_LIGHTNING_INCEPTION_WEIGHTS``, then
@@ -72,6 +74,9 @@ def evaluate(
         trusted_modules: comma-separated modules (besides gan_lightning, torch, torchvision) whose classes the
             checkpoint, the reference config or the feature-extractor file may name, e.g. ``mypkg`` for your own
             networks (also ``$GAN_LIGHTNING_TRUSTED_MODULES``). Only trust code you would run.
+        mode_classifier: count modes by a classifier's labels (``modes_captured``, ``reverse_kl`` to uniform):
+            ``stacked_digits`` (the Stacked-MNIST protocol on Stacked Digits, 1,000 modes), ``digits`` (10 classes)
+            or the path of a saved module mapping images in [-1, 1] to logits.
     """
     from gan_lightning.commands.sample import load_gan
 
@@ -104,6 +109,7 @@ def evaluate(
         cache_dir=cache_dir,
         show_progress_after=show_progress_after,
         trusted_modules=trusted_modules,
+        mode_classifier=mode_classifier,
     )
     scores, protocol = evaluator.evaluate(generator, model.sample_latent, torch.device(device), title=f"evaluate {ckpt.name}")
     protocol = {"checkpoint": str(ckpt), "generator": "ema" if generator is ema else "raw", **protocol}

@@ -5,6 +5,7 @@ from gan_lightning.data.digits import DigitsDataModule
 from gan_lightning.data.folder import ImageFolderDataModule
 from gan_lightning.data.loader import ResumableDataLoader, ResumableSampler
 from gan_lightning.data.mixtures import GaussianMixtureDataModule, mixture_modes, sample_mixture
+from gan_lightning.data.stacked_digits import StackedDigitsDataModule
 from gan_lightning.data.torchvision_data import CIFAR10DataModule, FashionMNISTDataModule, MNISTDataModule
 
 __all__ = [
@@ -17,6 +18,7 @@ __all__ = [
     "MNISTDataModule",
     "ResumableDataLoader",
     "ResumableSampler",
+    "StackedDigitsDataModule",
     "mixture_modes",
     "sample_mixture",
 ]

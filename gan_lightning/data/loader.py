@@ -16,27 +16,35 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, TensorDataset
 
 
-class _BatchedTensorView(Dataset):
-    """A TensorDataset fetched a whole batch at a time, by one index operation per tensor.
+class _BatchedView(Dataset):
+    """A TensorDataset, or a dataset with ``get_batch(indices)``, fetched a whole batch at a time.
 
     The DataLoader calls ``__getitems__`` with the batch's indices; indexing the tensors once instead of
     collating ``batch_size`` single samples keeps small-model training (2D mixtures, digits) as fast as a
-    hand-written loop that slices its data tensor. Only this loader sees the view, so any other DataLoader
-    over the same dataset collates as usual.
+    hand-written loop that slices its data tensor. Datasets that assemble batches themselves (the image cache,
+    Stacked Digits) implement ``get_batch(indices: LongTensor) -> tuple of tensors``. Only this loader sees the
+    view, so any other DataLoader over the same dataset collates as usual.
     """
 
-    def __init__(self, dataset: TensorDataset):
+    def __init__(self, dataset: Dataset):
         self.dataset = dataset
 
     def __len__(self) -> int:
-        return len(self.dataset)
+        return len(self.dataset)  # type: ignore[arg-type]
 
     def __getitem__(self, i: int) -> Any:
         return self.dataset[i]
 
     def __getitems__(self, indices: list[int]) -> tuple[torch.Tensor, ...]:
         index = torch.as_tensor(indices, dtype=torch.long)
-        return tuple(t[index] for t in self.dataset.tensors)
+        if isinstance(self.dataset, TensorDataset):
+            return tuple(t[index] for t in self.dataset.tensors)
+        return tuple(self.dataset.get_batch(index))  # type: ignore[attr-defined]
+
+
+def fetches_batches(dataset: Dataset) -> bool:
+    """True for datasets this loader reads a batch at a time (see :class:`_BatchedView`)."""
+    return isinstance(dataset, TensorDataset) or callable(getattr(dataset, "get_batch", None))
 
 
 def _already_batched(batch: Any) -> Any:
@@ -60,8 +68,8 @@ class ResumableDataLoader(DataLoader):
     """DataLoader over a :class:`ResumableSampler` that remembers how many batches it has handed out."""
 
     def __init__(self, dataset: Dataset, batch_size: int, sampler: ResumableSampler, **kwargs: Any):
-        if isinstance(dataset, TensorDataset) and "collate_fn" not in kwargs:
-            dataset, kwargs["collate_fn"] = _BatchedTensorView(dataset), _already_batched
+        if fetches_batches(dataset) and "collate_fn" not in kwargs:
+            dataset, kwargs["collate_fn"] = _BatchedView(dataset), _already_batched
         super().__init__(
             dataset, batch_size=batch_size, sampler=sampler, drop_last=True, generator=torch.Generator(), **kwargs
         )

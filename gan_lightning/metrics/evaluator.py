@@ -24,7 +24,7 @@ from gan_lightning.metrics.image_metrics import (
     fid_statistics,
     image_scores,
 )
-from gan_lightning.metrics.mode_coverage import mode_coverage
+from gan_lightning.metrics.mode_coverage import classifier_mode_coverage, mode_coverage
 from gan_lightning.metrics.progress import Advance, EvaluationProgress
 from gan_lightning.metrics.real_cache import RealFeatureCache, fid_stats_of
 from gan_lightning.metrics.reference import FeaturesFileReference, ImageReference, MixtureReference, Reference, content_sha256
@@ -32,10 +32,34 @@ from gan_lightning.metrics.reference import FeaturesFileReference, ImageReferenc
 LatentSampler = Callable[[int, torch.Generator], Tensor]
 
 IMAGE_CONVERSION = "uint8: round((x + 1) * 127.5) clamped to [0, 255] (no wrap-around)"
+CLASSIFIER_MODES = ("modes_captured: modes (classifier labels) with >= 1 generated sample; reverse_kl: KL(generated "
+                    "mode histogram || uniform over the modes), nats (Stacked MNIST: Metz et al. 2017, VEEGAN, PacGAN "
+                    "Table 2); generated samples quantised to uint8 like the real ones before classification")
+
+
+def build_mode_classifier(spec: Optional[nn.Module | str], trusted_modules: Optional[str] = None) -> Optional[nn.Module]:
+    """An ``nn.Module`` as given; ``digits`` / ``stacked_digits`` (the classifiers of
+    :mod:`gan_lightning.metrics.digits_classifier`); or the path of a network file (:func:`save_module_file`)."""
+    if spec is None or isinstance(spec, nn.Module):
+        return spec
+    from gan_lightning.metrics.digits_classifier import NAMED_CLASSIFIERS, named_classifier
+    from gan_lightning.metrics.features import load_module_file
+
+    return named_classifier(spec) if spec in NAMED_CLASSIFIERS else load_module_file(spec, trusted_modules)
+
+
+def classifier_identity(classifier: nn.Module) -> dict[str, Any]:
+    """The classifier's own ``identity()`` when it has one, else its class and weights hash; plus its mode count."""
+    from gan_lightning.metrics.weights import module_sha256
+
+    identity = getattr(classifier, "identity", None)
+    described = identity() if callable(identity) else {
+        "name": f"{type(classifier).__module__}.{type(classifier).__qualname__}", "weights_sha256": module_sha256(classifier)}
+    return described
 
 
 class GeneratorEvaluator:
-    """FID/IS/KID/precision-recall for images, mode coverage for 2D mixtures.
+    """FID/IS/KID/precision-recall for images, mode coverage for 2D mixtures, and mode counts by a classifier.
 
     Args:
         reference: the real set (see :mod:`gan_lightning.metrics.reference`).
@@ -52,6 +76,9 @@ class GeneratorEvaluator:
             once it has run this many seconds; None prints nothing.
         trusted_modules: comma-separated modules whose classes a feature-extractor file may name, besides
             gan_lightning, torch, torchvision and ``$GAN_LIGHTNING_TRUSTED_MODULES`` (:mod:`gan_lightning.runtime.trust`).
+        mode_classifier: images only: an ``nn.Module`` mapping images in [-1, 1] to mode logits (N, K) (or ``digits``,
+            ``stacked_digits``, or a saved module's path); adds ``modes_captured`` and ``reverse_kl`` over its K modes.
+            With ``metrics=[]`` nothing else is computed (no feature extractor, no real features).
     """
 
     def __init__(
@@ -69,6 +96,7 @@ class GeneratorEvaluator:
         settings: Optional[ImageMetricSettings] = None,
         show_progress_after: Optional[float] = None,
         trusted_modules: Optional[str] = None,
+        mode_classifier: Optional[nn.Module | str] = None,
     ):
         if num_samples < 2:
             raise ConfigurationError(f"num_samples must be >= 2, got {num_samples}")
@@ -84,6 +112,7 @@ class GeneratorEvaluator:
         self.settings = settings or ImageMetricSettings()
         self.show_progress_after = show_progress_after
         self._extractor_spec = (feature_extractor, feature_extractor_weights, trusted_modules)
+        self.mode_classifier = build_mode_classifier(mode_classifier, trusted_modules)
         self._extractor: Optional[FeatureExtractor] = None
         self._real: Optional[tuple[Features, Optional[dict], dict[str, Any]]] = None
         self.last_real_source = ""
@@ -184,6 +213,26 @@ class GeneratorEvaluator:
         return torch.cat(chunks) if chunks else torch.empty(0)
 
     # ------------------------------------------------------------------ scoring
+    @torch.no_grad()
+    def classify(self, samples: Tensor, device: torch.device) -> tuple[Tensor, int]:
+        """(mode label of every one of the N samples, in order, on every rank; number of modes) by ``mode_classifier``.
+
+        Samples go through the same uint8 quantisation as real images, then back to [-1, 1], in float32.
+        """
+        classifier = self.mode_classifier
+        assert classifier is not None
+        classifier.to(device).eval()
+        labels, num_modes = [], 0
+        with autocast_off(device):
+            for i in range(0, len(samples), self.batch_size):
+                images = to_uint8(samples[i : i + self.batch_size]).to(device).float() / 127.5 - 1
+                logits = classifier(images)
+                num_modes = int(logits.shape[1])
+                labels.append(logits.argmax(1).cpu())
+        local = torch.cat(labels) if labels else torch.empty(0, dtype=torch.long)
+        num_modes = int(getattr(classifier, "num_modes", 0)) or num_modes
+        return D.gather_shards(local, self.num_samples), num_modes
+
     def evaluate(
         self, generator: nn.Module, sample_latent: LatentSampler, device: Optional[torch.device] = None, title: str = "evaluation"
     ) -> tuple[dict[str, float], dict[str, Any]]:
@@ -209,27 +258,35 @@ class GeneratorEvaluator:
         else:
             if samples.dim() != 4:
                 raise ConfigurationError(f"Image metrics need images (N, C, H, W); the generator makes samples of shape {tuple(samples.shape[1:])}.")
-            extractor = self.extractor(device)
-            real, real_stats, real_description = self.real_features(device, progress)
-            with progress.phase("features of generated samples" + _share(), len(samples), "samples") as advance:
-                local = extractor.extract(to_uint8(samples), self.batch_size, progress=advance)
-            fake = self._gather(local, self.num_samples)
-            settings = self.settings.effective(len(fake), len(real))
             scores = {}
-            with progress.phase("scores", len(self.metrics), "metrics") as advance:
-                for metric in self.metrics:  # one at a time, so that the progress moves (PR and KID take the longest)
-                    scores.update(image_scores(fake, real, [metric], settings, real_stats))
-                    advance(1)
-            protocol.update(
-                num_real=len(real),
-                reference=real_description,
-                metrics=self.metrics,
-                feature_extractor=extractor.identity(),
-                resize=extractor.resize,
-                image_conversion=IMAGE_CONVERSION,
-                metric_settings=settings.as_dict(),
-                real_features=self.last_real_source,
-            )
+            if self.metrics:
+                extractor = self.extractor(device)
+                real, real_stats, real_description = self.real_features(device, progress)
+                with progress.phase("features of generated samples" + _share(), len(samples), "samples") as advance:
+                    local = extractor.extract(to_uint8(samples), self.batch_size, progress=advance)
+                fake = self._gather(local, self.num_samples)
+                settings = self.settings.effective(len(fake), len(real))
+                with progress.phase("scores", len(self.metrics), "metrics") as advance:
+                    for metric in self.metrics:  # one at a time, so that the progress moves (PR and KID take the longest)
+                        scores.update(image_scores(fake, real, [metric], settings, real_stats))
+                        advance(1)
+                protocol.update(
+                    num_real=len(real),
+                    reference=real_description,
+                    metrics=self.metrics,
+                    feature_extractor=extractor.identity(),
+                    resize=extractor.resize,
+                    image_conversion=IMAGE_CONVERSION,
+                    metric_settings=settings.as_dict(),
+                    real_features=self.last_real_source,
+                )
+            if self.mode_classifier is not None:
+                labels, num_modes = self.classify(samples, device)
+                scores.update(classifier_mode_coverage(labels, num_modes))
+                protocol.update(mode_classifier={**classifier_identity(self.mode_classifier), "num_modes": num_modes},
+                                mode_definition=CLASSIFIER_MODES)
+            if not self.metrics and self.mode_classifier is None:
+                raise ConfigurationError("Nothing to evaluate: metrics is empty and no mode_classifier is set.")
         protocol["seconds"] = round(time.perf_counter() - start, 3)
         progress.finish(scores)
         return scores, protocol

@@ -188,9 +188,15 @@ class ModuleFeatures(FeatureExtractor):
 
 def build_feature_extractor(feature_extractor: Optional[nn.Module | str] = None, weights_path: Optional[str] = None,
                             trusted_modules: Optional[str] = None) -> FeatureExtractor:
-    """InceptionV3 by default; an ``nn.Module`` (or the path of a file written by :func:`save_module_file`) otherwise."""
+    """InceptionV3 by default; ``digits``: the digits classifier's penultimate features
+    (:mod:`gan_lightning.metrics.digits_classifier`); an ``nn.Module`` (or the path of a file written by
+    :func:`save_module_file`) otherwise."""
     if feature_extractor is None or feature_extractor == "inception":
         return InceptionV3Features(weights_path)
+    if feature_extractor == "digits":
+        from gan_lightning.metrics.digits_classifier import DigitsClassifierFeatures
+
+        return DigitsClassifierFeatures()
     if isinstance(feature_extractor, FeatureExtractor):
         return feature_extractor
     if isinstance(feature_extractor, nn.Module):

@@ -24,7 +24,7 @@ from gan_lightning.metrics.features import Features, to_uint8
 from gan_lightning.runtime.trust import TrustedModules, check_class_paths, import_trusted
 
 # init arguments that change how data is loaded, not which data it is
-_LOADING_ARGS = {"batch_size", "num_workers", "shuffle", "download"}
+_LOADING_ARGS = {"batch_size", "num_workers", "shuffle", "download", "cache", "cache_memory_budget_mb", "cache_dir"}
 
 
 @dataclass

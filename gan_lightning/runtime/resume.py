@@ -18,8 +18,9 @@ from gan_lightning.runtime.run_paths import configured_loggers as _loggers
 from gan_lightning.runtime.run_paths import under_root_dir
 from gan_lightning.runtime.trust import load_file
 
-#: Data options that may change on resume without changing what the run computes.
-DATA_OPTIONS_FREE_ON_RESUME = frozenset({"num_workers"})
+#: Data options that may change on resume without changing what the run computes (the image cache gives
+#: tensors identical to per-sample decoding, so its options are free too).
+DATA_OPTIONS_FREE_ON_RESUME = frozenset({"num_workers", "cache", "cache_memory_budget_mb", "cache_dir"})
 
 
 def _logger_run_root(trainer_cfg: Any, logger_cfg: Any) -> Optional[Path]:
