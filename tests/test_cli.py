@@ -78,7 +78,7 @@ def test_corrupt_image_in_a_loader_worker_is_the_same_one_line_error(tmp_path, m
             "--model.discriminator.init_args.width=8", "--data.init_args.batch_size=4"]
     err = _error_of(
         ["fit", "--config", str(ROOT / "experiments/lsgan_folder.yaml"), "--data.init_args.root", str(imgs), *size,
-         "--data.init_args.num_workers=2", "--trainer.max_steps=4", "--trainer.logger=false"],
+         "--data.init_args.num_workers=2", "--data.init_args.cache=off", "--trainer.max_steps=4", "--trainer.logger=false"],
         capsys,
     )
     error = err[err.index("error: "):]

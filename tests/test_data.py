@@ -96,10 +96,10 @@ def test_corrupt_image_names_the_file(tmp_path):
 def test_corrupt_image_read_by_a_loader_worker_gives_the_same_one_line_message(tmp_path):
     _write_images(tmp_path, 3)
     (tmp_path / "broken.png").write_bytes(b"\x89PNG not really")
-    in_process = ImageFolderDataModule(str(tmp_path), image_size=8, batch_size=1, num_workers=0)
+    in_process = ImageFolderDataModule(str(tmp_path), image_size=8, batch_size=1, num_workers=0, cache="off")
     with pytest.raises(DatasetError) as direct:
         list(in_process.train_dataloader())
-    workers = ImageFolderDataModule(str(tmp_path), image_size=8, batch_size=1, num_workers=2)
+    workers = ImageFolderDataModule(str(tmp_path), image_size=8, batch_size=1, num_workers=2, cache="off")
     with pytest.raises(DatasetError) as rebuilt:
         list(workers.train_dataloader())  # PyTorch re-raises the worker's error with its traceback as the message
     assert str(rebuilt.value) == str(direct.value)
