@@ -304,7 +304,7 @@ def test_state_is_in_the_state_dict_and_a_mode_collapse_rollback_restores_it():
     ada = model.augment
     assert {"augment.p", "augment.sign_sum", "augment.score_count", "augment.image_count", "augment.updates"} <= set(model.state_dict())
     monitor = ModeCollapseMonitor(action="warn", keep_healthy_state=True)
-    monitor._keep_healthy(trainer, model, step=6)  # the healthy snapshot a rollback returns to
+    monitor.rollback.keep(trainer, model, step=6)  # the healthy snapshot a rollback returns to
     kept = (ada.p.item(), ada.sign_sum.item(), ada._updates)
     assert kept == (pytest.approx(0.25 + 32 * 4 / 1000), 64, 6)
     _observe(ada, -1.0, times=7)

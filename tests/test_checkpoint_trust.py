@@ -271,9 +271,9 @@ def test_the_monitor_rollback_refuses_a_crafted_healthy_checkpoint(real_run, tmp
     pickle_payload(real_run, tmp_path / "checkpoints" / "last_healthy.ckpt", marker)
     monitor = ModeCollapseMonitor(every_n_steps=2, action="rollback", save_healthy_checkpoint=True,
                                   remedies=[ScaleLearningRate("discriminator", 0.5)])
-    monitor._run_dir, monitor.last_healthy_step = tmp_path, 4
+    monitor.rollback.run_dir, monitor.last_healthy_step = tmp_path, 4
     with pytest.raises(UnsafeCheckpointError, match="healthy checkpoint .*posix.system"):
-        monitor._load_healthy_checkpoint(tiny_gan())
+        monitor.rollback.load_checkpoint(tiny_gan())
 
 
 class Features(nn.Module):

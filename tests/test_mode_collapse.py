@@ -291,7 +291,7 @@ class CheckRollback(Callback):
         if self.mon.rollbacks > self.seen:
             self.seen = self.mon.rollbacks
             if self.file is None:
-                saved = self.mon._healthy_state
+                saved = self.mon.rollback.healthy_state
             else:
                 checkpoint = torch.load(self.file, weights_only=True)
                 saved = {"step": checkpoint["global_step"], "module": checkpoint["state_dict"],
@@ -327,7 +327,7 @@ def test_rollback_from_the_healthy_checkpoint_file_when_no_copy_is_in_memory(tmp
     with pytest.warns(UserWarning, match="rolled back at generator step 30 to the healthy state of step 20"):
         trainer.fit(ring_gan(), tiny_ring())
     assert check.checked == 1 and mon.rollbacks == 1
-    assert mon._healthy_state is None  # the file's state is not cached: a later rollback reads the newer file
+    assert mon.rollback.healthy_state is None  # the file's state is not cached: a later rollback reads the newer file
     checkpoint = torch.load(tmp_path / "checkpoints" / "last_healthy.ckpt", weights_only=True)
     assert checkpoint["global_step"] == 20 and not list((tmp_path / "checkpoints").glob("*.tmp"))
 
@@ -491,3 +491,23 @@ def test_mgan_dynamics_read_the_adversarial_column_and_an_infinite_norm_is_not_a
     mon._generator_gradient_norm = lambda pl_module: math.inf
     mon._dynamics(gan)
     assert mon.max_grad_norm == before and math.isfinite(before)
+
+
+def test_one_signal_table_entry_is_all_a_new_signal_needs(monkeypatch):
+    """A signal added to ``SIGNALS`` fires, counts in the status rule by its source and is described in the alarm."""
+    from gan_lightning.collapse import monitor as monitor_module
+
+    extra = monitor_module.Signal("sharpness", "sample", 0.3, lambda v, t: v.get("sharpness", math.nan) < t,
+                                  lambda v, t: f"sharpness = {v['sharpness']:.2f} (< {t})")
+    monkeypatch.setattr(monitor_module, "SIGNALS", (*monitor_module.SIGNALS, extra))
+    monitor = ModeCollapseMonitor(warmup_steps=0, patience=1)
+    assert monitor.thresholds["sharpness"] == 0.3
+    values = {"diversity_ratio": 0.9, "coverage": 0.8, "sharpness": 0.1}
+    assert monitor.fired_signals(values) == ["sharpness"]
+    assert monitor.decide(100, ["sharpness"]) == "suspect"  # a sample signal alone: suspect
+    assert monitor.decide(200, ["sharpness", "coverage"]) == "collapsed"  # two sample signals: collapse level
+    monitor.fired, monitor.signal_history = ["sharpness"], [values]
+    with pytest.warns(UserWarning) as record:
+        monitor._warn_change(300, "healthy", "suspect")
+    text = str(record[0].message)
+    assert "sharpness = 0.10 (< 0.3)" in text and "ModeSeekingRegularizer" in text  # a sample signal's remedies

@@ -17,13 +17,11 @@ matrices; with ``action="rollback"`` also one in-memory copy of the module and o
 
 from __future__ import annotations
 
-import copy
 import logging
 import math
-import os
 import warnings
-from pathlib import Path
-from typing import Any, Literal, Optional, Union
+from dataclasses import dataclass
+from typing import Any, Callable, Literal, Optional, Union
 
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
@@ -31,17 +29,13 @@ from lightning.pytorch.utilities import rank_zero_only
 from torch import Tensor, nn
 
 from gan_lightning.collapse import signals as cs
-from gan_lightning.callbacks._run_dir import resolve_run_dir
 from gan_lightning.callbacks.diagnostics import log_scalars
 from gan_lightning.errors import ConfigurationError
 from gan_lightning.metrics.features import FeatureExtractor, to_uint8
 from gan_lightning.collapse.remedies import Remedy
-from gan_lightning.runtime.trust import load_file
+from gan_lightning.collapse.rollback import Rollback
 
 STATUSES = ("healthy", "suspect", "collapsed")
-#: Signals that look at the samples themselves (direct evidence) and at the training dynamics (indirect).
-SAMPLE_SIGNALS = ("modes_covered", "mode_kl", "diversity_ratio", "coverage")
-DYNAMICS_SIGNALS = ("d_wins", "d_loss_low", "g_grad_vanishing")
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +84,82 @@ def load_network(value: Union[nn.Module, str, None], what: str) -> Optional[nn.M
         raise ConfigurationError(f"ModeCollapseMonitor {what}: {err}") from err
 
 
+def _value(values: dict[str, float], name: str) -> float:
+    return values.get(name, math.nan)  # an unavailable value is NaN: every comparison with it is False
+
+
+def _kl_limit(values: dict[str, float], t: float) -> float:
+    return t * math.log(max(values.get("modes_in_data", 1), 2))  # a share of the KL of a single mode
+
+
+@dataclass(frozen=True)
+class Signal:
+    """One collapse signal: a row of the table in :class:`ModeCollapseMonitor`'s docstring.
+
+    ``source``: ``"sample"`` (the samples themselves: direct evidence, two of them make a check collapse-level) or
+    ``"dynamics"`` (the training dynamics: indirect, never "collapsed"). ``threshold``: the name of the
+    ``ModeCollapseMonitor`` argument that sets the threshold, or a fixed value. ``fires(values, threshold)`` reads
+    the check's values (``collapse/<name>`` scalars; NaN or missing never fires) and ``describe(values,
+    threshold)`` is its text in the alarm. The value itself is computed in ``ModeCollapseMonitor.compute_signals``
+    from a pure function of :mod:`gan_lightning.collapse.signals`.
+    """
+
+    name: str
+    source: Literal["sample", "dynamics"]
+    threshold: Union[str, float]
+    fires: Callable[[dict[str, float], float], bool]
+    describe: Callable[[dict[str, float], float], str]
+
+
+def _below(name: str, threshold: str) -> Signal:
+    """A sample signal that fires when its value falls below its threshold."""
+    return Signal(name, "sample", threshold, lambda v, t: _value(v, name) < t,
+                  lambda v, t: f"{name} = {_value(v, name):.3f} (< {t})")
+
+
+#: Every signal of the monitor, in the order they are checked and named in alarms. Adding a signal: its pure function
+#: in gan_lightning/collapse/signals.py, its value in ``compute_signals``, and one entry here.
+SIGNALS: tuple[Signal, ...] = (
+    Signal("modes_covered", "sample", "modes_threshold",
+           lambda v, t: "modes_covered" in v and v["modes_covered"] < t * v["modes_in_data"],
+           lambda v, t: (f"modes_covered = {_value(v, 'modes_covered'):.0f}/{_value(v, 'modes_in_data'):.0f} "
+                         f"(< {t:.0%} of the modes)")),
+    Signal("mode_kl", "sample", "kl_threshold",
+           lambda v, t: _value(v, "mode_kl") > _kl_limit(v, t),
+           lambda v, t: f"mode_kl = {_value(v, 'mode_kl'):.3f} nats (> {t} x log(modes) = {_kl_limit(v, t):.3f})"),
+    _below("diversity_ratio", "diversity_threshold"),
+    _below("coverage", "coverage_threshold"),
+    Signal("d_wins", "dynamics", "d_accuracy_threshold",
+           lambda v, t: _value(v, "d_accuracy_real") >= t and _value(v, "d_accuracy_fake") >= t,
+           lambda v, t: (f"d_wins: D accuracy real {_value(v, 'd_accuracy_real'):.3f} and fake "
+                         f"{_value(v, 'd_accuracy_fake'):.3f} (>= {t})")),
+    Signal("d_loss_low", "dynamics", "d_loss_threshold",
+           lambda v, t: _value(v, "d_loss") < t and _value(v, "g_loss_change") > 0,
+           lambda v, t: (f"d_loss_low: D loss {_value(v, 'd_loss'):.4f} (< {t}) while G loss rose to "
+                         f"{_value(v, 'g_loss'):.3f}")),
+    Signal("g_grad_vanishing", "dynamics", "grad_vanish_ratio",
+           lambda v, t: _value(v, "g_grad_norm") < t * _value(v, "g_grad_norm_max"),
+           lambda v, t: (f"g_grad_vanishing: G gradient norm {_value(v, 'g_grad_norm'):.3g} (< {t} x the largest "
+                         f"so far, {_value(v, 'g_grad_norm_max'):.3g})")),
+)
+
+
+def signal_names(source: str) -> tuple[str, ...]:
+    """Names of the signals of ``SIGNALS`` from ``source`` ("sample" or "dynamics")."""
+    return tuple(s.name for s in SIGNALS if s.source == source)
+
+
+#: Signals that look at the samples themselves (direct evidence) and at the training dynamics (indirect).
+SAMPLE_SIGNALS = signal_names("sample")
+DYNAMICS_SIGNALS = signal_names("dynamics")
+
+
+def _delegate(name: str, doc: str) -> property:
+    """A monitor attribute that lives on its :class:`Rollback` (its public name and checkpoint key stay)."""
+    return property(lambda self: getattr(self.rollback, name), lambda self, value: setattr(self.rollback, name, value),
+                    doc=doc)
+
+
 class ModeCollapseMonitor(Callback):
     """Every ``every_n_steps`` generator steps, compute collapse signals, log them, decide a status and act.
 
@@ -115,9 +185,10 @@ class ModeCollapseMonitor(Callback):
                                                                                         × the largest norm so far
     ==================== ============================================================= ===============================
 
-    Also logged: ``modes_in_data``, ``d_accuracy_real``/``d_accuracy_fake``, ``d_loss``, ``g_loss``, ``g_grad_norm``
-    and ``status``. The generated batch comes from the same latents at every check, so a falling diversity ratio
-    is exactly "the fixed-noise samples becoming near-identical".
+    The table is :data:`SIGNALS` (one :class:`Signal` per row): firing, the status rule's sample/dynamics split and
+    the alarm text all come from it. Also logged: ``modes_in_data``, ``d_accuracy_real``/``d_accuracy_fake``,
+    ``d_loss``, ``g_loss``, ``g_grad_norm`` and ``status``. The generated batch comes from the same latents at every
+    check, so a falling diversity ratio is exactly "the fixed-noise samples becoming near-identical".
 
     Status rule (``collapse/status``: 0 healthy, 1 suspect, 2 collapsed), from step ``warmup_steps`` on (before it
     the signals are logged but the status stays healthy: an untrained generator is "collapsed" by every measure):
@@ -140,7 +211,8 @@ class ModeCollapseMonitor(Callback):
     and the optimizers' moments; learning rates stay as the schedule has set them) and apply ``remedies``, at most
     ``max_rollbacks`` times (then it warns). Lightning's counters are not rewound: the global step keeps counting,
     so a run with ``max_steps`` trains fewer steps after the healthy point, and schedules continue from the current
-    step. Snapshots are taken at every healthy check (in memory: one copy of the module and optimizer states;
+    step. The rollback is :class:`~gan_lightning.collapse.rollback.Rollback` (``self.rollback``). Snapshots are
+    taken at every healthy check (in memory: one copy of the module and optimizer states;
     ``save_healthy_checkpoint`` also writes ``<run dir>/checkpoints/last_healthy.ckpt`` atomically). The in-memory
     copy is not part of the checkpoint; after a resume a rollback uses ``last_healthy.ckpt`` when it was written,
     otherwise the monitor waits for its next healthy check. The checkpointed
@@ -209,6 +281,8 @@ class ModeCollapseMonitor(Callback):
         save_healthy_checkpoint: bool = False,
         grad_batch_size: int = 64,
     ):
+        arguments = dict(locals())  # the thresholds of SIGNALS are looked up by argument name
+
         def need(ok: bool, message: str) -> None:
             if not ok:
                 raise ConfigurationError(f"ModeCollapseMonitor: {message}")
@@ -246,24 +320,21 @@ class ModeCollapseMonitor(Callback):
         self.feature_extractor_weights = feature_extractor_weights
         self.classifier = load_network(classifier, "classifier")
         self.k, self.mode_radius, self.min_mode_fraction = k, mode_radius, min_mode_fraction
-        self.thresholds = {
-            "modes_covered": modes_threshold, "mode_kl": kl_threshold, "diversity_ratio": diversity_threshold,
-            "coverage": coverage_threshold, "d_wins": d_accuracy_threshold, "d_loss_low": d_loss_threshold,
-            "g_grad_vanishing": grad_vanish_ratio,
-        }
-        self.warmup_steps, self.patience = warmup_steps, patience
-        self.action, self.remedies, self.max_rollbacks = action, list(remedies or []), max_rollbacks
-        self.keep_healthy_state = action == "rollback" if keep_healthy_state is None else keep_healthy_state
-        self.save_healthy_checkpoint = save_healthy_checkpoint
+        #: Threshold of every signal of ``SIGNALS``, by signal name.
+        self.thresholds = {s.name: arguments[s.threshold] if isinstance(s.threshold, str) else s.threshold
+                           for s in SIGNALS}
+        self.warmup_steps, self.patience, self.action = warmup_steps, patience, action
+        self.rollback = Rollback(
+            remedies=list(remedies or []), max_rollbacks=max_rollbacks,
+            keep_in_memory=action == "rollback" if keep_healthy_state is None else keep_healthy_state,
+            save_checkpoint=save_healthy_checkpoint,
+        )
         self.grad_batch_size = grad_batch_size
 
         # --- checkpointed state (plain values and tensors only)
         self.status = "healthy"
         self.history: list[tuple[int, int]] = []  # (generator step, status code) of every check
         self.last_checked = -1
-        self.last_healthy_step = -1
-        self.rollbacks = 0
-        self.remedies_applied = False
         self.consecutive = 0  # consecutive collapse-level checks
         self.max_grad_norm = 0.0
         self.previous_g_loss = math.nan
@@ -272,20 +343,23 @@ class ModeCollapseMonitor(Callback):
         self.signal_history: list[dict[str, float]] = []
         self.fired: list[str] = []  # signals that fired at the last check
         self._reference: Optional[dict[str, Any]] = None
-        self._healthy_state: Optional[dict[str, Any]] = None
-        self._run_dir: Optional[Path] = None
+
+    # the rollback's options and checkpointed counters, under the monitor's names
+    remedies = _delegate("remedies", "What ``rollback`` switches on.")
+    max_rollbacks = _delegate("max_rollbacks", "Rollbacks before the monitor only warns.")
+    keep_healthy_state = _delegate("keep_in_memory", "Keep an in-memory copy of the healthy state.")
+    save_healthy_checkpoint = _delegate("save_checkpoint", "Also write ``last_healthy.ckpt`` at healthy checks.")
+    last_healthy_step = _delegate("last_healthy_step", "Generator step of the last healthy check (-1: none).")
+    rollbacks = _delegate("rollbacks", "Rollbacks done so far.")
+    remedies_applied = _delegate("remedies_applied", "Whether a rollback has switched the remedies on.")
 
     # ------------------------------------------------------------------ hooks
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
-        if stage == "fit" and self.save_healthy_checkpoint:
-            self._run_dir = resolve_run_dir(trainer)  # a broadcast: every rank calls it here
+        if stage == "fit":
+            self.rollback.setup(trainer)
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        # A resumed run was rebuilt from its config, without the remedies a rollback switched on: switch them on
-        # again (after Lightning has restored the optimizers, so a learning-rate change is not overwritten).
-        if self.remedies_applied:
-            for remedy in self.remedies:
-                remedy.apply(pl_module)
+        self.rollback.reapply_remedies(pl_module)  # a resumed run: after Lightning has restored the optimizers
 
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
         step = trainer.global_step
@@ -315,7 +389,7 @@ class ModeCollapseMonitor(Callback):
         if new != old:
             self._warn_change(step, old, new)
         if new == "healthy" and step >= self.warmup_steps:
-            self._keep_healthy(trainer, pl_module, step)
+            self.rollback.keep(trainer, pl_module, step)
         if new == "collapsed" and old != "collapsed":
             self._act(trainer, pl_module, step)
         return self.status
@@ -325,8 +399,8 @@ class ModeCollapseMonitor(Callback):
         if step < self.warmup_steps:
             self.consecutive = 0
             return "healthy"
-        sample_fired = [s for s in fired if s in SAMPLE_SIGNALS]
-        dynamics_fired = [s for s in fired if s in DYNAMICS_SIGNALS]
+        sample_fired = [s for s in fired if s in signal_names("sample")]
+        dynamics_fired = [s for s in fired if s in signal_names("dynamics")]
         collapse_level = len(sample_fired) >= 2
         self.consecutive = self.consecutive + 1 if collapse_level else 0
         if self.consecutive >= self.patience:
@@ -335,24 +409,7 @@ class ModeCollapseMonitor(Callback):
 
     def fired_signals(self, values: dict[str, float]) -> list[str]:
         """Names of the signals whose value crosses its threshold (NaN, i.e. unavailable, never fires)."""
-        t = self.thresholds
-        fired = []
-        if "modes_covered" in values and values["modes_covered"] < t["modes_covered"] * values["modes_in_data"]:
-            fired.append("modes_covered")
-        if values.get("mode_kl", math.nan) > t["mode_kl"] * math.log(max(values.get("modes_in_data", 1), 2)):
-            fired.append("mode_kl")
-        if values.get("diversity_ratio", math.nan) < t["diversity_ratio"]:
-            fired.append("diversity_ratio")
-        if values.get("coverage", math.nan) < t["coverage"]:
-            fired.append("coverage")
-        accuracy = (values.get("d_accuracy_real", math.nan), values.get("d_accuracy_fake", math.nan))
-        if accuracy[0] >= t["d_wins"] and accuracy[1] >= t["d_wins"]:
-            fired.append("d_wins")
-        if values.get("d_loss", math.nan) < t["d_loss_low"] and values.get("g_loss_change", math.nan) > 0:
-            fired.append("d_loss_low")
-        if values.get("g_grad_norm", math.nan) < t["g_grad_vanishing"] * values.get("g_grad_norm_max", math.nan):
-            fired.append("g_grad_vanishing")
-        return fired
+        return [s.name for s in SIGNALS if s.fires(values, self.thresholds[s.name])]
 
     # ------------------------------------------------------------------ signals
     @torch.no_grad()
@@ -503,8 +560,8 @@ class ModeCollapseMonitor(Callback):
         described = ", ".join(self._describe(name, values) for name in self.fired) or "none"
         message = f"ModeCollapseMonitor: generator step {step}: status {old} -> {new}. Signals that fired: {described}."
         if new != "healthy":
-            remedies = list(_SAMPLE_REMEDIES) if any(s in SAMPLE_SIGNALS for s in self.fired) else []
-            if any(s in DYNAMICS_SIGNALS for s in self.fired) or not remedies:
+            remedies = list(_SAMPLE_REMEDIES) if any(s in signal_names("sample") for s in self.fired) else []
+            if any(s in signal_names("dynamics") for s in self.fired) or not remedies:
                 remedies += _DYNAMICS_REMEDIES
             message += " Remedies available in gan_lightning: " + "; ".join(remedies) + "."
             if new == "collapsed" and self.action == "warn":
@@ -513,41 +570,8 @@ class ModeCollapseMonitor(Callback):
         report(message, alarm=STATUSES.index(new) > STATUSES.index(old))  # a recovery is news, not an alarm
 
     def _describe(self, name: str, values: dict[str, float]) -> str:
-        t = self.thresholds[name]
-        if name == "modes_covered":
-            total = values.get("modes_in_data", math.nan)
-            return f"modes_covered = {values.get(name, math.nan):.0f}/{total:.0f} (< {t:.0%} of the modes)"
-        if name == "d_wins":
-            return (f"d_wins: D accuracy real {values.get('d_accuracy_real', math.nan):.3f} and fake "
-                    f"{values.get('d_accuracy_fake', math.nan):.3f} (>= {t})")
-        if name == "d_loss_low":
-            return (f"d_loss_low: D loss {values.get('d_loss', math.nan):.4f} (< {t}) while G loss rose to "
-                    f"{values.get('g_loss', math.nan):.3f}")
-        if name == "g_grad_vanishing":
-            return (f"g_grad_vanishing: G gradient norm {values.get('g_grad_norm', math.nan):.3g} (< {t} x the largest "
-                    f"so far, {values.get('g_grad_norm_max', math.nan):.3g})")
-        if name == "mode_kl":
-            limit = t * math.log(max(values.get("modes_in_data", 1), 2))
-            return f"mode_kl = {values.get(name, math.nan):.3f} nats (> {t} x log(modes) = {limit:.3f})"
-        return f"{name} = {values.get(name, math.nan):.3f} (< {t})"
-
-    def _keep_healthy(self, trainer: Trainer, pl_module: LightningModule, step: int) -> None:
-        self.last_healthy_step = step
-        if self.keep_healthy_state:
-            self._healthy_state = {
-                "step": step,
-                "module": {k: v.detach().clone() for k, v in pl_module.state_dict().items()},
-                "optimizers": [copy.deepcopy(opt.state_dict()) for opt in trainer.optimizers],
-            }
-        if self.save_healthy_checkpoint and self._run_dir is not None:
-            path = self._run_dir / "checkpoints" / "last_healthy.ckpt"
-            if trainer.is_global_zero:
-                path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = f"{path}.tmp"
-            trainer.save_checkpoint(tmp)  # every rank calls it (the status was broadcast), rank 0 writes
-            if trainer.is_global_zero:
-                os.replace(tmp, path)
-            trainer.strategy.barrier("ModeCollapseMonitor.last_healthy")
+        signal = next(s for s in SIGNALS if s.name == name)
+        return signal.describe(values, self.thresholds[name])
 
     def _act(self, trainer: Trainer, pl_module: LightningModule, step: int) -> None:
         if self.action == "stop":
@@ -560,56 +584,16 @@ class ModeCollapseMonitor(Callback):
             return
         if self.action != "rollback":
             return
-        if self.rollbacks >= self.max_rollbacks:
-            report(f"ModeCollapseMonitor: collapsed again at step {step} after {self.rollbacks} rollbacks "
-                   f"(max_rollbacks={self.max_rollbacks}); continuing without rolling back.")
-            return
-        state = self._healthy_state
-        if state is None and self.save_healthy_checkpoint:
-            # rank 0 reads last_healthy.ckpt and sends it, so every rank restores the same state (or none)
-            state = self._load_healthy_checkpoint(pl_module) if trainer.is_global_zero else None
-            state = trainer.strategy.broadcast(state, src=0)
-        if state is None:
-            report(f"ModeCollapseMonitor: collapsed at step {step} but no healthy state was kept yet "
-                   f"(no healthy check since step {self.warmup_steps}, or since a resume); continuing.")
-            return
-        self.restore_healthy_state(trainer, pl_module, state)
-        done = [remedy.apply(pl_module) for remedy in self.remedies]
-        self.rollbacks += 1
-        self.remedies_applied = True
-        self.status, self.consecutive = "healthy", 0
-        report(
-            f"ModeCollapseMonitor: rolled back at generator step {step} to the healthy state of step "
-            f"{state['step']} (the step counter keeps counting) and switched on: {'; '.join(done)}."
-        )
-
-    def _load_healthy_checkpoint(self, pl_module: LightningModule) -> Optional[dict[str, Any]]:
-        """The state of ``last_healthy.ckpt`` (``save_healthy_checkpoint``) when no copy is in memory: after a resume,
-        or with ``keep_healthy_state: false`` to save memory. Only a file of this run's last healthy step counts."""
-        if self._run_dir is None:
-            return None
-        path = self._run_dir / "checkpoints" / "last_healthy.ckpt"
-        if not path.is_file():
-            return None
-        # weights_only=True only (gan_lightning.runtime.trust): the file is read back from disk, where anyone may have replaced it
-        checkpoint = load_file(path, map_location=pl_module.device, what="healthy checkpoint")
-        if int(checkpoint.get("global_step", -1)) != self.last_healthy_step:
-            return None
-        return {"step": self.last_healthy_step, "module": checkpoint["state_dict"],
-                "optimizers": checkpoint["optimizer_states"]}
+        rolled_back, message = self.rollback.roll_back(trainer, pl_module, step, self.warmup_steps)
+        if rolled_back:
+            self.status, self.consecutive = "healthy", 0
+        report(message)
 
     def restore_healthy_state(self, trainer: Trainer, pl_module: LightningModule,
                               state: Optional[dict[str, Any]] = None) -> None:
         """Copy the kept weights and optimizer moments (default: the in-memory copy) back in place; learning rates
         and other hyper-parameters stay as they are now (set by the schedule and by remedies)."""
-        state = self._healthy_state if state is None else state
-        assert state is not None
-        pl_module.load_state_dict(state["module"])
-        for optimizer, saved in zip(trainer.optimizers, state["optimizers"]):
-            state = copy.deepcopy(saved)  # load_state_dict may keep references to the tensors it is given
-            for saved_group, group in zip(state["param_groups"], optimizer.param_groups):
-                saved_group.update({key: value for key, value in group.items() if key != "params"})
-            optimizer.load_state_dict(state)
+        self.rollback.restore(trainer, pl_module, state)
 
     # ------------------------------------------------------------------ checkpoint
     def state_dict(self) -> dict[str, Any]:
