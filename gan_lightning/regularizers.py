@@ -264,8 +264,7 @@ class LeCamRegularizer(StatefulRegularizer):
     ``--model.augment`` they are D's scores on the augmented batches, as in the paper's LeCam + DiffAugment runs.
 
     The anchors are buffers (``real_average``, ``fake_average``, ``average_weight``) in the module's state_dict.
-    Under Lightning's DDP, buffers are broadcast from rank 0 before each training step, so all ranks use rank 0's
-    anchors.
+    Under DDP the batch means are averaged over all ranks before each update, so every rank has the same anchors.
     """
 
     def __init__(self, weight: float = 0.3, every: int = 1, decay: float = 0.99, one_sided: bool = True):
@@ -280,10 +279,18 @@ class LeCamRegularizer(StatefulRegularizer):
 
     @torch.no_grad()
     def update(self, real_scores: Tensor, fake_scores: Tensor) -> None:
-        """Move the averages towards this batch's mean scores (in place; no host sync)."""
+        """Move the averages towards this batch's mean scores (in place; no host sync).
+
+        Under DDP the means are averaged over all ranks first (one all-reduce of two numbers), so every rank
+        keeps the same anchors, those of the global batch, whatever the strategy.
+        """
+        means = torch.stack([real_scores.detach().float().mean(), fake_scores.detach().float().mean()])
+        if torch.distributed.is_available() and torch.distributed.is_initialized() and torch.distributed.get_world_size() > 1:
+            torch.distributed.all_reduce(means)
+            means = means / torch.distributed.get_world_size()
         keep = self.decay
-        self.real_average.mul_(keep).add_(real_scores.detach().float().mean().to(self.real_average.dtype), alpha=1 - keep)
-        self.fake_average.mul_(keep).add_(fake_scores.detach().float().mean().to(self.fake_average.dtype), alpha=1 - keep)
+        self.real_average.mul_(keep).add_(means[0].to(self.real_average.dtype), alpha=1 - keep)
+        self.fake_average.mul_(keep).add_(means[1].to(self.fake_average.dtype), alpha=1 - keep)
         self.average_weight.mul_(keep).add_(1 - keep)
 
     def anchors(self) -> tuple[Tensor, Tensor]:

@@ -379,3 +379,73 @@ def test_top_k_refuses_multi_column_losses():
     with pytest.raises(ConfigurationError, match="top_k"):
         tiny_gan(discriminator=MultiDiscriminator([MLPDiscriminator(input_dim=2, hidden_dims=[8]) for _ in range(2)]),
                  loss="gman", top_k=TopK())
+
+
+# ---------------------------------------------------------------------------------------------- DDP and crash resume
+@pytest.mark.slow
+def test_two_process_ddp_averages_the_lecam_means_so_both_ranks_share_the_anchors(tmp_path):
+    """Rank 0's D scores everything about +3, rank 1's about -3: alone, their anchors would be near +3 and -3."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    proc = subprocess.run([sys.executable, str(ROOT / "tests/scripts/lecam_ddp.py"), "--out", str(tmp_path)],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
+    for key in ranks[0]:
+        assert torch.equal(ranks[0][key], ranks[1][key]), key
+    weight = ranks[0]["regularizer_states.0.average_weight"].item()
+    assert weight == pytest.approx(1 - 0.99**4, rel=1e-5)
+    for name in ("real", "fake"):
+        assert abs(ranks[0][f"regularizer_states.0.{name}_average"].item() / weight) < 0.5
+
+
+@pytest.mark.slow
+def test_sigkill_then_resume_with_ada_and_lecam_is_bit_identical(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    import yaml
+
+    from conftest import ROOT
+
+    def config(run_dir, kill_at=None):
+        cfg = yaml.safe_load((ROOT / "gan_lightning" / "default_experiment.yaml").read_text())
+        cfg["trainer"].update(max_steps=13, log_every_n_steps=5, enable_progress_bar=False)
+        cfg["trainer"]["logger"]["init_args"]["save_dir"] = str(run_dir / "runs")
+        cfg["trainer"]["callbacks"] = [
+            {"class_path": "gan_lightning.callbacks.GANCheckpoint", "init_args": {"every_n_train_steps": 5, "save_last": True}}]
+        if kill_at is not None:
+            cfg["trainer"]["callbacks"].append({"class_path": "gl_testing.KillAtStep", "init_args": {"step": kill_at}})
+        for net in ("generator", "discriminator"):
+            cfg["model"][net]["init_args"].update(image_size=8, width=8)
+        cfg["model"]["augment"] = {"class_path": "gan_lightning.tricks.ada.ADA", "init_args": {"p": 0.5, "speed_images": 2000}}
+        cfg["model"]["regularizers"] = [{"class_path": "gan_lightning.regularizers.LeCamRegularizer"}]
+        cfg["data"]["init_args"].update(image_size=8, batch_size=32)
+        path = run_dir / f"config_{kill_at}.yaml"
+        path.write_text(yaml.safe_dump(cfg))
+        return path
+
+    def fit(run_dir, *args):
+        env = dict(os.environ, PYTHONPATH=str(ROOT / "tests") + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        return subprocess.run([sys.executable, "-m", "gan_lightning", "fit", *args], cwd=run_dir, env=env,
+                              capture_output=True, text=True, timeout=300)
+
+    straight_dir, crash_dir = tmp_path / "straight", tmp_path / "crash"
+    straight_dir.mkdir()
+    crash_dir.mkdir()
+    assert fit(straight_dir, "--config", str(config(straight_dir))).returncode == 0
+    reference = torch.load(straight_dir / "runs/default/version_0/checkpoints/last.ckpt", weights_only=True)["state_dict"]
+    crashed = fit(crash_dir, "--config", str(config(crash_dir, kill_at=8)))
+    assert crashed.returncode == -9, crashed.stderr[-3000:]
+    last = crash_dir / "runs/default/version_0/checkpoints/last.ckpt"
+    assert torch.load(last, weights_only=True)["state_dict"]["regularizer_states.0.average_weight"].item() > 0
+    resumed = fit(crash_dir, "--config", str(config(crash_dir)), "--ckpt_path", "last")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    final = torch.load(last, weights_only=True)["state_dict"]
+    assert reference["regularizer_states.0.average_weight"].item() == pytest.approx(1 - 0.99**13, rel=1e-5)
+    for key, value in reference.items():
+        assert torch.equal(final[key], value), key
