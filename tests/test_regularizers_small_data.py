@@ -186,6 +186,22 @@ def test_lecam_anchors_survive_a_checkpoint_round_trip_and_resume_is_bit_identic
         assert torch.equal(a, b), name
 
 
+def test_a_mode_collapse_rollback_restores_the_lecam_anchors():
+    from gan_lightning.collapse.monitor import ModeCollapseMonitor
+
+    model = tiny_gan(regularizers=[LeCamRegularizer()])
+    trainer = quiet_trainer(max_steps=3)
+    trainer.fit(model, tiny_ring())
+    reg = model.regularizers[0]
+    monitor = ModeCollapseMonitor(action="warn", keep_healthy_state=True)
+    monitor._keep_healthy(trainer, model, step=3)
+    kept = torch.stack(reg.anchors()).clone()
+    reg.update(torch.full((4,), 50.0), torch.full((4,), -50.0))
+    assert not torch.equal(torch.stack(reg.anchors()), kept)
+    monitor.restore_healthy_state(trainer, model)
+    assert torch.equal(torch.stack(reg.anchors()), kept)
+
+
 # ---------------------------------------------------------------------------------------------- bCR
 def test_bcr_is_zero_for_an_invariant_discriminator():
     real, fake = torch.randn(6, 1, 8, 8), torch.randn(6, 1, 8, 8)
