@@ -28,7 +28,7 @@ from gan_lightning.tricks.ema import check_ema_options, make_ema_copy, update_em
 from gan_lightning.errors import ConfigurationError
 from gan_lightning.losses import AdversarialLoss, build_loss
 from gan_lightning.networks.interface import eval_mode, num_classes_of
-from gan_lightning.regularizers import Regularizer, RegularizerContext
+from gan_lightning.regularizers import Regularizer, RegularizerContext, StatefulRegularizer
 from gan_lightning.runtime.nonfinite import NonFiniteGuard, assert_finite_parameters
 from gan_lightning.runtime.rng import gather_rng_states, restore_rng_state
 from gan_lightning.runtime.internals import attached_trainer
@@ -36,6 +36,7 @@ from gan_lightning.runtime.steps import OptimizerSteps
 from gan_lightning.tricks.unrolled import unrolled_scorer
 from gan_lightning.tricks.augment import Augmentation, build_augmentation
 from gan_lightning.runtime.trust import TrustedModules, check_hparams_file, is_plain, load_checked_checkpoint
+from gan_lightning.tricks.top_k import TopK
 
 OptimizerFactory = Callable[[Iterable], Optimizer]
 SchedulerFactory = Callable[[Optimizer], LRScheduler]
@@ -94,6 +95,8 @@ class GANModule(LightningModule):
             ``diffaugment`` (Zhao et al. 2020), ``ada`` (Karras et al. 2020, adaptive p) or a class_path block.
             Real and fake batches are augmented in both updates, and D-side penalties see the augmented
             batches; samples drawn with ``generate`` are never augmented.
+        top_k: train G on the k highest-scored fakes of each batch only, k annealed from the batch size
+            (Sinha et al. 2020; :mod:`gan_lightning.tricks.top_k`).
 
     Conditional GANs: when the generator has ``num_classes > 0`` (and the discriminator the same), batches
     are ``(samples, labels)``, the generator is called as ``G(z, labels)`` and the discriminator as
@@ -123,6 +126,7 @@ class GANModule(LightningModule):
         unrolled_lr: Optional[float] = None,
         compile_networks: bool = False,
         augment: Optional[Union[str, Augmentation]] = None,
+        top_k: Optional[TopK] = None,
     ):
         super().__init__()
         self.automatic_optimization = False
@@ -173,8 +177,16 @@ class GANModule(LightningModule):
         self.loss = build_loss(loss)
         self.regularizers = list(self.loss.regularizers()) + list(regularizers or [])
         for reg in self.regularizers:
-            if reg.phase not in ("discriminator", "generator"):
-                raise ConfigurationError(f"{reg!r}: phase must be 'discriminator' or 'generator', got {reg.phase!r}")
+            if reg.phase not in ("discriminator", "generator", "both"):
+                raise ConfigurationError(f"{reg!r}: phase must be 'discriminator', 'generator' or 'both', got {reg.phase!r}")
+        # Regularizers with state (LeCam's anchors) are submodules: their buffers are in the state_dict and checkpoints.
+        self.regularizer_states = nn.ModuleList([reg for reg in self.regularizers if isinstance(reg, StatefulRegularizer)])
+        if top_k is not None and self.loss.multi_column:
+            raise ConfigurationError(
+                f"--model.top_k ranks one score per fake sample, but {type(self.loss).__name__} scores each sample with "
+                "several discriminators or heads; remove top_k or use a single-discriminator loss."
+            )
+        self.top_k = top_k
         self.latent_dim = latent_dim
         self.latent_distribution = latent_distribution
         self.n_critic = n_critic
@@ -418,8 +430,7 @@ class GANModule(LightningModule):
         if due:
             ctx = RegularizerContext(
                 self._trained("discriminator", True), self._trained("generator", True), real_in, fake_in, z, self.optimizer_steps.grad_scale(),
-                inputs.real_labels, inputs.fake_labels,
-                real_scores if "real" in wanted else None, fake_scores if "fake" in wanted else None,
+                inputs.real_labels, inputs.fake_labels, real_scores, fake_scores, phase="discriminator", augment=self.augment,
             )
             regularization = self._regularization(due, ctx)
         loss = adversarial + regularization
@@ -454,11 +465,15 @@ class GANModule(LightningModule):
             )
         fake_scores = self.run_discriminator(scorer, inputs.fake, inputs.fake_labels)
         real_scores = self.run_discriminator(scorer, inputs.real, inputs.real_labels) if self.loss.generator_needs_real_scores else None
+        if self.top_k is not None:
+            k = self.top_k.k(n, self.current_epoch, self.global_step)
+            fake_scores = TopK.select(fake_scores, self.loss.diagnostic_scores(fake_scores, fake_scores)[2], k)
         adversarial = self.loss.generator_loss(fake_scores, real_scores)
         regularization: Tensor | float = 0.0
         if due:
             ctx = RegularizerContext(
-                self.discriminator, self._trained("generator", True), real, fake, z, self.optimizer_steps.grad_scale(), real_labels, fake_labels
+                self.discriminator, self._trained("generator", True), real, fake, z, self.optimizer_steps.grad_scale(), real_labels, fake_labels,
+                phase="generator", augment=self.augment,
             )
             regularization = self._regularization(due, ctx)
         loss = adversarial + regularization
@@ -479,7 +494,7 @@ class GANModule(LightningModule):
         return inputs._replace(real=self.augment(inputs.real) if real else inputs.real, fake=self.augment(inputs.fake))
 
     def _due_regularizers(self, phase: str) -> list[Regularizer]:
-        return [reg for reg in self.regularizers if reg.phase == phase and reg.is_due(self.global_step)]
+        return [reg for reg in self.regularizers if reg.phase in (phase, "both") and reg.is_due(self.global_step)]
 
     @staticmethod
     def _regularization(due: list[Regularizer], ctx: RegularizerContext) -> Tensor | float:
@@ -542,6 +557,8 @@ class GANModule(LightningModule):
             metrics["nonfinite_skipped"] = float(sum(self.nonfinite.skipped.values()))
         if self.augment is not None:
             metrics.update(self.augment.scalars())
+        if self.top_k is not None:
+            metrics["top_k"] = float(self.top_k.k(real_scores.shape[0], self.current_epoch, self.global_step))
         self.log_scalars(metrics)
 
     def log_scalars(self, metrics: dict[str, Tensor | float]) -> None:

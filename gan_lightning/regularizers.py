@@ -8,8 +8,10 @@ Quality of StyleGAN", Sec. 4, "lazy regularization"). ``GANModule(regularizers=[
 
 from __future__ import annotations
 
+import inspect
+import math
 from dataclasses import dataclass
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 from torch import Tensor, nn
@@ -32,14 +34,25 @@ class RegularizerContext:
     #: Class labels of ``real`` and ``fake`` for conditional networks (None otherwise).
     real_labels: Optional[Tensor] = None
     fake_labels: Optional[Tensor] = None
-    #: D's scores on ``real`` from the update itself; set when ``real`` requires grad, so that a penalty on
-    #: real inputs (R1) reuses that forward pass instead of running the discriminator again.
+    #: D's scores on ``real`` and ``fake`` from the discriminator update itself (None in the generator update),
+    #: so that penalties on them (R1 on real inputs, LeCam, bCR) reuse that forward pass instead of running the
+    #: discriminator again.
     real_scores: Optional[Tensor] = None
     fake_scores: Optional[Tensor] = None
+    #: The update this context belongs to: ``"discriminator"`` or ``"generator"`` (a regularizer of phase
+    #: ``"both"`` reads it).
+    phase: str = "discriminator"
+    #: The module's differentiable augmentation (``--model.augment``), or None. In the discriminator update
+    #: ``real`` and ``fake`` are already augmented; in the generator update they are the plain samples.
+    augment: Optional[Callable[[Tensor], Tensor]] = None
 
     def score(self, x: Tensor, labels: Optional[Tensor] = None) -> Tensor:
         """The discriminator's scores on ``x`` (given ``labels`` for a conditional discriminator)."""
         return self.discriminator(x) if labels is None else self.discriminator(x, labels)
+
+    def generate(self, z: Tensor, labels: Optional[Tensor] = None) -> Tensor:
+        """The generator's samples for latents ``z`` (given ``labels`` for a conditional generator)."""
+        return self.generator(z) if labels is None else self.generator(z, labels)
 
 
 def input_gradients(outputs: Tensor, inputs: Tensor, grad_scale: Optional[Tensor] = None) -> Tensor:
@@ -67,6 +80,7 @@ def _norm_per_sample(grad: Tensor) -> Tensor:
 class Regularizer(ConfigRepr):
     """Base class: ``penalty(ctx)`` returns the unweighted term; the module adds ``weight * every * penalty``."""
 
+    #: ``"discriminator"``, ``"generator"``, or ``"both"`` (called in both updates; ``ctx.phase`` says which).
     phase: str = "discriminator"
     #: "real" or "fake" when the penalty differentiates D's scores on that batch with respect to its input:
     #: the module then makes that batch require grad before the update's own forward pass, and passes the
@@ -205,3 +219,258 @@ class ModeSeekingRegularizer(Regularizer):
         sample_distance = (fake[:half] - fake[half : 2 * half]).abs().mean()
         latent_distance = (z[:half] - z[half : 2 * half]).abs().mean()
         return 1.0 / (sample_distance / latent_distance + self.eps)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Regularizers for small data and for diversity: LeCam, consistency (bCR, zCR), nearest-neighbour entropy.
+
+
+class StatefulRegularizer(Regularizer, nn.Module):
+    """A regularizer that keeps state (tensors) across steps, as buffers of an ``nn.Module``.
+
+    ``GANModule`` registers every such regularizer as a submodule, so its state moves with the module's device and
+    is in the module's ``state_dict``: checkpoints, exact resume and the mode-collapse monitor's rollback carry it.
+    """
+
+    def __init__(self, weight: float = 1.0, every: int = 1):
+        nn.Module.__init__(self)
+        Regularizer.__init__(self, weight, every)
+
+    __call__ = Regularizer.__call__  # the weighted penalty, not nn.Module's forward
+
+    def __repr__(self) -> str:
+        names = [n for n in inspect.signature(type(self).__init__).parameters if n != "self" and hasattr(self, n)]
+        return f"{type(self).__name__}({', '.join(f'{n}={getattr(self, n)!r}' for n in names)})"
+
+
+def _squared_difference(a: Tensor, b: Tensor) -> Tensor:
+    """E_batch ||a - b||^2 over each sample's scores, in float32."""
+    return (a.float() - b.float()).reshape(a.shape[0], -1).pow(2).sum(dim=1).mean()
+
+
+class LeCamRegularizer(StatefulRegularizer):
+    """LeCam regularization (Tseng et al. 2021, "Regularizing Generative Adversarial Networks under Limited
+    Data", Eq. 3): R = E_x ||D(x) - alpha_F||^2 + E_z ||D(G(z)) - alpha_R||^2, where alpha_R and alpha_F are
+    exponential moving averages (decay 0.99) of D's mean score on real and on fake samples. It keeps D's outputs
+    on real and fake data from drifting apart, the failure of GANs trained on little data.
+
+    Defaults follow the authors' code (google/lecam-gan): ``weight`` 0.3, their BigGAN CIFAR-10/100 setting
+    (``--LC 0.3`` in ``biggan_cifar/scripts/lc-*.sh``; the paper uses a smaller weight with StyleGAN2), decay 0.99
+    and ``one_sided=True``: only D(x) above alpha_F and D(G(z)) below alpha_R are penalised (their ``lecam_reg``
+    applies a ReLU to both differences; ``one_sided=False`` is the paper's Eq. 3 as printed). As in their code the
+    anchors are updated with the current batch before the penalty is taken, and the averages are zero-debiased
+    (StyleGAN2 version: ``assign_moving_average(..., zero_debias=True)``), so the first anchors are the first
+    batch's means. The scores are those of the discriminator update itself (no second forward pass); with
+    ``--model.augment`` they are D's scores on the augmented batches, as in the paper's LeCam + DiffAugment runs.
+
+    The anchors are buffers (``real_average``, ``fake_average``, ``average_weight``) in the module's state_dict.
+    Under DDP the batch means are averaged over all ranks before each update, so every rank has the same anchors.
+    """
+
+    def __init__(self, weight: float = 0.3, every: int = 1, decay: float = 0.99, one_sided: bool = True):
+        super().__init__(weight, every)
+        if not 0.0 <= decay < 1.0:
+            raise ConfigurationError(f"LeCamRegularizer: decay must be in [0, 1), got {decay}")
+        self.decay, self.one_sided = decay, one_sided
+        self.register_buffer("real_average", torch.zeros(()))
+        self.register_buffer("fake_average", torch.zeros(()))
+        # The average of a constant 1 under the same decay: dividing by it removes the bias of starting at 0.
+        self.register_buffer("average_weight", torch.zeros(()))
+
+    @torch.no_grad()
+    def update(self, real_scores: Tensor, fake_scores: Tensor) -> None:
+        """Move the averages towards this batch's mean scores (in place; no host sync).
+
+        Under DDP the means are averaged over all ranks first (one all-reduce of two numbers), so every rank
+        keeps the same anchors, those of the global batch, whatever the strategy.
+        """
+        means = torch.stack([real_scores.detach().float().mean(), fake_scores.detach().float().mean()])
+        if torch.distributed.is_available() and torch.distributed.is_initialized() and torch.distributed.get_world_size() > 1:
+            torch.distributed.all_reduce(means)
+            means = means / torch.distributed.get_world_size()
+        keep = self.decay
+        self.real_average.mul_(keep).add_(means[0].to(self.real_average.dtype), alpha=1 - keep)
+        self.fake_average.mul_(keep).add_(means[1].to(self.fake_average.dtype), alpha=1 - keep)
+        self.average_weight.mul_(keep).add_(1 - keep)
+
+    def anchors(self) -> tuple[Tensor, Tensor]:
+        """(alpha_R, alpha_F): the debiased averages of D's mean real and fake scores (0 before the first update)."""
+        weight = self.average_weight.float()
+        safe = torch.where(weight > 0, weight, torch.ones_like(weight))
+        return self.real_average.float() / safe, self.fake_average.float() / safe
+
+    def penalty(self, ctx: RegularizerContext) -> Tensor:
+        real_scores = ctx.real_scores if ctx.real_scores is not None else ctx.score(ctx.real, ctx.real_labels)
+        fake_scores = ctx.fake_scores if ctx.fake_scores is not None else ctx.score(ctx.fake, ctx.fake_labels)
+        self.update(real_scores, fake_scores)
+        real_anchor, fake_anchor = self.anchors()
+        real_gap = real_scores.float() - fake_anchor
+        fake_gap = real_anchor - fake_scores.float()
+        if self.one_sided:
+            real_gap, fake_gap = real_gap.clamp(min=0), fake_gap.clamp(min=0)
+        return real_gap.pow(2).mean() + fake_gap.pow(2).mean()
+
+
+class FlipAndTranslate(nn.Module):
+    """The consistency transform of CR-GAN and bCR: a random horizontal flip (probability 1/2) and a random integer
+    translation of up to ``translation_ratio`` of the image size, zero padded (Zhang et al. 2020, "Consistency
+    Regularization for Generative Adversarial Networks", Sec. 3: flipping and shifting by a few pixels; 1/8 is 4
+    pixels at 32x32, DiffAugment's translation). Batched, differentiable, each sample its own draw."""
+
+    def __init__(self, translation_ratio: float = 0.125):
+        super().__init__()
+        from gan_lightning.tricks.augment import DiffAugment  # (tricks.augment does not import this module)
+
+        self.translation_ratio = translation_ratio
+        self._translate = DiffAugment(policy="translation", translation_ratio=translation_ratio)
+
+    def forward(self, x: Tensor) -> Tensor:
+        flip = torch.rand(x.shape[0], 1, 1, 1, device=x.device) < 0.5
+        return self._translate(torch.where(flip, x.flip(-1), x))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(translation_ratio={self.translation_ratio!r})"
+
+
+class BalancedConsistencyRegularizer(StatefulRegularizer):
+    """bCR, balanced consistency regularization (Zhao et al. 2021, "Improved Consistency Regularization for GANs",
+    Algorithm 1): real_weight * E ||D(x) - D(T(x))||^2 + fake_weight * E ||D(G(z)) - D(T(G(z)))||^2 in the
+    discriminator's loss, which makes D insensitive to the augmentation T on real *and* generated samples (CR-GAN
+    regularised reals only, which let augmentation artefacts leak into G).
+
+    Paper defaults: ``real_weight`` = ``fake_weight`` = 10; T = ``transform``, by default a random flip and a
+    translation of up to 1/8 of the image (:class:`FlipAndTranslate`), or any augmentation module (e.g.
+    ``{class_path: gan_lightning.tricks.augment.DiffAugment, init_args: {policy: translation,cutout}}``). D(x) is the
+    update's own score (no second forward on x); one more D forward runs per weighted batch. With ``--model.augment``,
+    x and G(z) are the batches D already sees augmented, and T is applied on top of them. Image batches only.
+    """
+
+    def __init__(
+        self, real_weight: float = 10.0, fake_weight: float = 10.0, every: int = 1, transform: Optional[nn.Module] = None
+    ):
+        super().__init__(1.0, every)
+        if real_weight < 0 or fake_weight < 0:
+            raise ConfigurationError(f"BalancedConsistencyRegularizer: weights must be >= 0, got {real_weight} and {fake_weight}")
+        self.real_weight, self.fake_weight = real_weight, fake_weight
+        self.transform = transform if transform is not None else FlipAndTranslate()
+
+    def _term(self, ctx: RegularizerContext, x: Tensor, labels: Optional[Tensor], scores: Optional[Tensor]) -> Tensor:
+        x = x.detach()
+        if x.dim() != 4:
+            raise ConfigurationError(
+                f"BalancedConsistencyRegularizer augments image batches (N, C, H, W), but the discriminator's input has shape "
+                f"{tuple(x.shape)}; use it with image data only."
+            )
+        if scores is None:
+            scores = ctx.score(x, labels)
+        return _squared_difference(scores, ctx.score(self.transform(x), labels))
+
+    def penalty(self, ctx: RegularizerContext) -> Tensor:
+        total: Tensor = torch.zeros((), device=ctx.real.device)
+        if self.real_weight:
+            total = total + self.real_weight * self._term(ctx, ctx.real, ctx.real_labels, ctx.real_scores)
+        if self.fake_weight:
+            total = total + self.fake_weight * self._term(ctx, ctx.fake, ctx.fake_labels, ctx.fake_scores)
+        return total
+
+
+class LatentConsistencyRegularizer(Regularizer):
+    """zCR, latent consistency regularization (Zhao et al. 2021, "Improved Consistency Regularization for GANs",
+    Algorithm 2), with a term in each update (``phase = "both"``), for latents z and dz ~ N(0, sigma^2 I):
+
+    - discriminator: ``dis_weight`` * E ||D(G(z)) - D(G(z + dz))||^2, D should not tell close latents apart;
+    - generator: -``gen_weight`` * E ||G(z) - G(z + dz)||^2 / dim, G should make close latents differ
+      (the squared distance per sample is divided by the sample size, the mean squared error that
+      implementations compute, so the weight does not depend on the image size).
+
+    Paper defaults: ``dis_weight`` 5, ``gen_weight`` 0.5, ``sigma`` 0.03. In the discriminator update the
+    perturbed samples are drawn without gradient; the update's own score of G(z) is reused when there is no
+    ``--model.augment``. With augmentation, both G(z) and G(z + dz) pass through it with the *same* random draw
+    (the RNG is forked), so the term measures the latent perturbation only. Set a weight to 0 to drop its term.
+    """
+
+    phase = "both"
+
+    def __init__(self, dis_weight: float = 5.0, gen_weight: float = 0.5, sigma: float = 0.03, every: int = 1):
+        super().__init__(1.0, every)
+        if dis_weight < 0 or gen_weight < 0 or sigma <= 0:
+            raise ConfigurationError(
+                f"LatentConsistencyRegularizer: weights must be >= 0 and sigma > 0, got {dis_weight}, {gen_weight}, {sigma}"
+            )
+        self.dis_weight, self.gen_weight, self.sigma = dis_weight, gen_weight, sigma
+
+    def penalty(self, ctx: RegularizerContext) -> Tensor:
+        z = ctx.latent
+        perturbed_z = z + self.sigma * torch.randn_like(z)
+        if ctx.phase == "generator":
+            if not self.gen_weight:
+                return torch.zeros((), device=z.device)
+            fake, perturbed = ctx.fake.float(), ctx.generate(perturbed_z, ctx.fake_labels).float()
+            return -self.gen_weight * (fake - perturbed).pow(2).mean()
+        if not self.dis_weight:
+            return torch.zeros((), device=z.device)
+        with torch.no_grad():
+            perturbed = ctx.generate(perturbed_z, ctx.fake_labels)
+        if ctx.augment is None:
+            scores = ctx.fake_scores if ctx.fake_scores is not None else ctx.score(ctx.fake.detach(), ctx.fake_labels)
+        else:
+            with torch.no_grad():
+                fake = ctx.generate(z, ctx.fake_labels)
+            devices = [perturbed.device] if perturbed.device.type == "cuda" else []
+            with torch.random.fork_rng(devices=devices):  # the draws of this call are made again for the next one
+                fake = ctx.augment(fake)
+            perturbed = ctx.augment(perturbed)
+            scores = ctx.score(fake, ctx.fake_labels)
+        return self.dis_weight * _squared_difference(scores, ctx.score(perturbed, ctx.fake_labels))
+
+
+def nearest_neighbour_log_distances(x: Tensor, eps: float = 1e-8) -> Tensor:
+    """log ||x_i - x_j(i)|| for each sample i, with j(i) its nearest other sample in the batch (flattened, float32).
+
+    The neighbour is chosen without gradient from the Gram-matrix form of the distances; the distance itself is
+    recomputed from the difference, exactly and differentiably. ``eps`` is added to the squared distance so that
+    duplicate samples give a finite value and gradient.
+    """
+    if x.shape[0] < 2:
+        raise ConfigurationError("The nearest-neighbour entropy estimate needs a batch of at least 2 samples")
+    flat = x.flatten(1).float()
+    with torch.no_grad(), torch.autocast(flat.device.type, enabled=False):
+        sq_norms = flat.pow(2).sum(dim=1)
+        squared = (sq_norms[:, None] + sq_norms[None, :] - 2 * flat @ flat.T).clamp(min=0)
+        squared.fill_diagonal_(float("inf"))
+        neighbour = squared.argmin(dim=1)
+    return 0.5 * ((flat - flat[neighbour]).pow(2).sum(dim=1) + eps).log()
+
+
+def kozachenko_leonenko_entropy(x: Tensor) -> Tensor:
+    """The Kozachenko-Leonenko estimate of the differential entropy (nats) of the distribution of the batch ``x``:
+    H = d * mean_i log rho_i + log V_d + psi(N) - psi(1), rho_i the distance from x_i to its nearest other sample,
+    V_d the volume of the unit d-ball, N the batch size (Kozachenko & Leonenko 1987, "Sample Estimate of the Entropy
+    of a Random Vector", Probl. Peredachi Inf. 23(2); the k = 1 form of Kraskov et al. 2004, Eq. 20)."""
+    n, d = x.shape[0], x[0].numel()
+    log_unit_ball = (d / 2) * math.log(math.pi) - math.lgamma(d / 2 + 1)
+    digamma = torch.special.digamma
+    psi_n = digamma(torch.tensor(float(n))) - digamma(torch.tensor(1.0))
+    return d * nearest_neighbour_log_distances(x).mean() + log_unit_ball + psi_n.to(x.device)
+
+
+class NearestNeighbourEntropyRegularizer(Regularizer):
+    """Rewards the entropy of the generator's samples, a remedy for mode collapse (many latents mapped to few
+    samples): penalty = -mean_i log ||G(z_i) - G(z_j(i))||, j(i) the nearest other sample of the batch.
+
+    The term is the part of the Kozachenko-Leonenko entropy estimate (Kozachenko & Leonenko 1987; see
+    :func:`kozachenko_leonenko_entropy`) that depends on the samples, divided by the dimension d, so that the weight
+    does not scale with the image size; minimising the penalty maximises the estimate. Distances are Euclidean in
+    **sample space** (flattened samples: coordinates of points, pixels of images), which every generator has; it pushes
+    each sample away from its nearest neighbour, and its gradient is largest for near-duplicates. There is no published
+    weight for this term as a GAN regularizer: ``weight`` 1 is of the order of the adversarial losses; tune it.
+    """
+
+    phase = "generator"
+
+    def __init__(self, weight: float = 1.0, every: int = 1, eps: float = 1e-8):
+        super().__init__(weight, every)
+        self.eps = eps
+
+    def penalty(self, ctx: RegularizerContext) -> Tensor:
+        return -nearest_neighbour_log_distances(ctx.fake, self.eps).mean()
