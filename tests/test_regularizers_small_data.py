@@ -194,7 +194,7 @@ def test_a_mode_collapse_rollback_restores_the_lecam_anchors():
     trainer.fit(model, tiny_ring())
     reg = model.regularizers[0]
     monitor = ModeCollapseMonitor(action="warn", keep_healthy_state=True)
-    monitor._keep_healthy(trainer, model, step=3)
+    monitor.rollback.keep(trainer, model, step=3)
     kept = torch.stack(reg.anchors()).clone()
     reg.update(torch.full((4,), 50.0), torch.full((4,), -50.0))
     assert not torch.equal(torch.stack(reg.anchors()), kept)
