@@ -29,6 +29,7 @@ from gan_lightning.ema import check_ema_options, make_ema_copy, update_ema
 from gan_lightning.errors import ConfigurationError
 from gan_lightning.losses import AdversarialLoss, build_loss
 from gan_lightning.regularizers import Regularizer, RegularizerContext
+from gan_lightning.resume import start_next_epoch_after_resume_at_epoch_end
 from gan_lightning.nonfinite import NonFiniteGuard, assert_finite_parameters
 from gan_lightning.rng import capture_rng_state, restore_rng_state
 from gan_lightning.unrolled import unrolled_scorer
@@ -306,13 +307,6 @@ class GANModule(LightningModule):
         if self.compile_networks and not self._compiled:
             self._compiled = {name: torch.compile(getattr(self, name)) for name in ("generator", "discriminator")}
 
-    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
-        if self._rng_to_restore is not None:
-            # Restored here, right before the first step after a resume, so that nothing Lightning does
-            # while setting up (which may draw random numbers) shifts the streams.
-            restore_rng_state(self._rng_to_restore)
-            self._rng_to_restore = None
-
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.nonfinite.check(self.global_step)
         assert_finite_parameters(self, self.global_step)
@@ -535,6 +529,13 @@ class GANModule(LightningModule):
 
     def on_train_start(self) -> None:
         self._lean = self._lean_dispatch()
+        start_next_epoch_after_resume_at_epoch_end(self.trainer)
+        if self._rng_to_restore is not None:
+            # Restored here, after Lightning's setup and the callbacks' on_train_start (which may draw random
+            # numbers) and before what an uninterrupted run also does between the saved step and the next one
+            # (on_train_epoch_start at an epoch boundary, on_train_batch_start hooks): both runs then draw the same.
+            restore_rng_state(self._rng_to_restore)
+            self._rng_to_restore = None
 
     def _lean_dispatch(self) -> Optional[list[Callback]]:
         """Whether backward and optimizer steps may skip Lightning's dispatch layers, and which callbacks to call.
