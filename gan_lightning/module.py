@@ -37,6 +37,7 @@ from gan_lightning.tricks.unrolled import unrolled_scorer
 from gan_lightning.tricks.augment import Augmentation, build_augmentation
 from gan_lightning.runtime.trust import TrustedModules, check_hparams_file, is_plain, load_checked_checkpoint
 from gan_lightning.tricks.top_k import TopK
+from gan_lightning.runtime.resume import start_next_epoch_after_resume_at_epoch_end
 
 OptimizerFactory = Callable[[Iterable], Optimizer]
 SchedulerFactory = Callable[[Optimizer], LRScheduler]
@@ -345,11 +346,11 @@ class GANModule(LightningModule):
 
     def on_train_start(self) -> None:
         self.optimizer_steps.on_train_start()
-
-    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        start_next_epoch_after_resume_at_epoch_end(self.trainer)
         if self._rng_to_restore is not None:
-            # Restored here, right before the first step after a resume, so that nothing Lightning does
-            # while setting up (which may draw random numbers) shifts the streams.
+            # Restored here, after Lightning's setup and the callbacks' on_train_start (which may draw random
+            # numbers) and before what an uninterrupted run also does between the saved step and the next one
+            # (on_train_epoch_start at an epoch boundary, on_train_batch_start hooks): both runs then draw the same.
             restore_rng_state(self._rng_to_restore)
             self._rng_to_restore = None
 

@@ -1,5 +1,6 @@
 import gzip
 import struct
+import warnings
 
 import pytest
 import torch
@@ -183,6 +184,19 @@ def test_resumable_loader_order_depends_on_seed_and_epoch_and_resumes_mid_epoch(
     # the skip applies once: the next epoch is complete
     d.sampler.set_epoch(2)
     assert len(list(d)) == 10
+
+
+def test_resumable_loader_warns_when_the_loop_resumes_past_a_half_finished_epoch():
+    ds = torch.utils.data.TensorDataset(torch.arange(40))
+    d = ResumableDataLoader(ds, batch_size=4, sampler=ResumableSampler(ds))
+    d.load_state_dict({"epoch": 1, "consumed": 3})  # e.g. a checkpoint that recorded epoch 1 as completed
+    d.sampler.set_epoch(2)
+    with pytest.warns(UserWarning, match="after batch 3 of 10 in epoch 1, but its loop state resumes in epoch 2"):
+        assert len(list(d)) == 10
+    d.load_state_dict({"epoch": 1, "consumed": 10})  # the whole epoch was consumed: nothing is skipped
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert len(list(d)) == 10
 
 
 def test_sampler_shards_across_ranks():

@@ -1,4 +1,5 @@
-"""Exact resume: a run killed at an arbitrary point and resumed with --ckpt_path last is the same run."""
+"""Exact resume: a run killed at an arbitrary point and resumed with --ckpt_path last is the same run, and so is
+a run stopped by max_steps and continued with a larger max_steps."""
 
 import os
 import subprocess
@@ -8,20 +9,24 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from lightning.pytorch.callbacks import Callback
 
 from conftest import ROOT
+from gan_lightning.callbacks import GANCheckpoint
+from gan_lightning.runtime.checkpointing import training_stops_after_this_step
 
 
-def _config(tmp_path: Path, kill_at=None, every=4, **model_overrides) -> Path:
+def _config(tmp_path: Path, kill_at=None, every=4, keep_all=False, draws=False, **model_overrides) -> Path:
     cfg = yaml.safe_load((ROOT / "experiments" / "ring8.yaml").read_text())
     cfg["trainer"]["max_steps"] = 25
     cfg["trainer"]["log_every_n_steps"] = 5
     cfg["trainer"]["logger"]["init_args"]["save_dir"] = str(tmp_path / "runs")
-    cfg["trainer"]["callbacks"] = [
-        {"class_path": "gan_lightning.callbacks.GANCheckpoint", "init_args": {"every_n_train_steps": every, "save_last": True}},
-    ]
+    checkpoint = {"every_n_train_steps": every, "save_last": True, "save_top_k": -1 if keep_all else 1}
+    cfg["trainer"]["callbacks"] = [{"class_path": "gan_lightning.callbacks.GANCheckpoint", "init_args": checkpoint}]
     if kill_at is not None:
         cfg["trainer"]["callbacks"].append({"class_path": "gl_testing.KillAtStep", "init_args": {"step": kill_at}})
+    if draws:
+        cfg["trainer"]["callbacks"].append({"class_path": "gl_testing.DrawsRandomNumbers"})
     cfg["trainer"]["enable_progress_bar"] = False
     cfg["model"]["generator"]["init_args"]["hidden_dims"] = [32, 32]
     cfg["model"]["discriminator"]["init_args"]["hidden_dims"] = [32, 32]
@@ -40,8 +45,8 @@ def _fit(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=300)
 
 
-def _assert_same_run(a: dict, b: dict) -> None:
-    assert a["global_step"] == b["global_step"] == 25
+def _assert_same_run(a: dict, b: dict, step: int = 25) -> None:
+    assert a["global_step"] == b["global_step"] == step
     assert a["state_dict"].keys() == b["state_dict"].keys()
     for key in a["state_dict"]:
         assert torch.equal(a["state_dict"][key], b["state_dict"][key]), key
@@ -49,6 +54,21 @@ def _assert_same_run(a: dict, b: dict) -> None:
         for pid, st in opt_a["state"].items():
             for name, value in st.items():
                 assert torch.equal(torch.as_tensor(value), torch.as_tensor(opt_b["state"][pid][name])), (pid, name)
+    for rank_a, rank_b in zip(a["rng_states"], b["rng_states"], strict=True):  # the next step draws the same noise
+        assert rank_a.keys() == rank_b.keys()
+        for name, value in rank_a.items():
+            other = rank_b[name]
+            same = torch.equal(value, other) if isinstance(value, torch.Tensor) else value == other
+            assert same, f"rng_states: {name}"
+
+
+def _position(ckpt: dict) -> dict:
+    """Where a checkpoint says training is: step, epoch, and the training loader's place in its epoch."""
+    return {
+        "global_step": ckpt["global_step"],
+        "epoch": ckpt["epoch"],
+        "loader": ckpt["loops"]["fit_loop"]["state_dict"]["combined_loader"],
+    }
 
 
 @pytest.mark.parametrize(
@@ -74,6 +94,111 @@ def test_sigkill_then_resume_last_is_bit_identical(tmp_path, every, kill_at, res
     assert "resuming from" in resumed.stderr
     assert not (crash_dir / "runs/ring8/version_1").exists(), "the resumed run must log into its own directory"
     _assert_same_run(reference, torch.load(ckpt_dir / "last.ckpt", weights_only=True))
+
+
+def test_stop_at_max_steps_then_train_longer_is_bit_identical(tmp_path):
+    """README: raise --trainer.max_steps on resume to train longer. Stopped at an epoch boundary, continued to the
+    middle of an epoch, continued to the end: every checkpoint is the one a run straight to the end writes at that
+    step, loop state and RNG states included, so the continued runs draw the same data, latents and dropout masks."""
+    straight_dir, extended_dir = tmp_path / "straight", tmp_path / "extended"
+    straight_dir.mkdir()
+    extended_dir.mkdir()
+    straight = _fit(straight_dir, "--config", str(_config(straight_dir, every=2, keep_all=True, draws=True)))
+    assert straight.returncode == 0, straight.stderr[-3000:]
+    straight_ckpts = straight_dir / "runs/ring8/version_0/checkpoints"
+
+    config = str(_config(extended_dir, every=4, draws=True))  # no stop below falls on a checkpoint interval
+    ckpt_dir = extended_dir / "runs/ring8/version_0/checkpoints"
+    resume: tuple[str, ...] = ()
+    # 10 generator steps per epoch: 10 ends epoch 0, 14 is in the middle of epoch 1, 25 in the middle of epoch 2
+    for stop, epoch, consumed in ((10, 0, 10), (14, 1, 4), (25, 2, 5)):
+        run = _fit(extended_dir, "--config", config, f"--trainer.max_steps={stop}", *resume)
+        assert run.returncode == 0, run.stderr[-3000:]
+        resume = ("--ckpt_path", "last")
+        at_stop = torch.load(ckpt_dir / "last.ckpt", weights_only=True)
+        passing = next(straight_ckpts.glob(f"*step={stop}.ckpt"), straight_ckpts / "last.ckpt")  # 25: its last
+        passing = torch.load(passing, weights_only=True)
+        _assert_same_run(passing, at_stop, step=stop)
+        expected = {"global_step": stop, "epoch": epoch, "loader": [{"epoch": epoch, "consumed": consumed}]}
+        assert _position(at_stop) == _position(passing) == expected
+        assert at_stop["loops"] == passing["loops"], f"loop state after stopping at step {stop}"
+    assert not (extended_dir / "runs/ring8/version_1").exists(), "the longer runs must continue in their own directory"
+
+
+class _StopAt(Callback):
+    """Request a stop (as early stopping or the collapse monitor do) after generator step ``step``."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if trainer.global_step == self.step:
+            trainer.should_stop = True
+
+
+class _RecordStops(Callback):
+    def __init__(self):
+        self.steps, self.stops = [], []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.steps.append(trainer.global_step)
+        self.stops.append(training_stops_after_this_step(trainer))
+
+
+@pytest.mark.parametrize(
+    "limits,last_step",
+    [
+        (dict(max_steps=7), 7),  # mid-epoch: 20 generator steps per epoch
+        (dict(max_steps=20), 20),  # at the end of an epoch
+        (dict(max_epochs=2), 40),
+        (dict(max_steps=30, stop_at=4), 4),
+        (dict(max_steps=30, stop_at=4, min_steps=9, min_epochs=0), 9),  # Lightning trains on until min_steps
+        (dict(max_steps=50, stop_at=4, min_steps=9), 20),  # min_steps alone implies min_epochs=1 in Lightning
+    ],
+    ids=["max_steps-mid-epoch", "max_steps-epoch-end", "max_epochs", "should_stop", "should_stop-min_steps",
+         "should_stop-min_epochs"],
+)
+def test_the_final_state_is_saved_at_the_step_where_lightning_stops(tmp_path, limits, last_step):
+    """GANCheckpoint's stop test is true at exactly the step after which Lightning ends fit, and last.ckpt is saved
+    there, with the epoch still open (a save at on_train_end would record it as processed)."""
+    from conftest import quiet_trainer, tiny_gan, tiny_ring
+
+    stop_at = limits.pop("stop_at", None)
+    record = _RecordStops()
+    callbacks = ([_StopAt(stop_at)] if stop_at is not None else []) + [record]
+    checkpoint = GANCheckpoint(dirpath=tmp_path, every_n_train_steps=1000, save_last=True, save_top_k=0)
+    quiet_trainer(callbacks=[*callbacks, checkpoint], enable_checkpointing=True, **limits).fit(tiny_gan(), tiny_ring())
+    assert record.steps[-1] == last_step
+    assert [step for step, stop in zip(record.steps, record.stops) if stop] == [last_step]
+    ckpt = torch.load(tmp_path / "last.ckpt", weights_only=True)
+    assert ckpt["global_step"] == last_step
+    # saved at the end of the step, before Lightning closes the epoch: the same state as a save passing that step
+    epoch = ckpt["loops"]["fit_loop"]["epoch_progress"]["current"]
+    assert (epoch["started"], epoch["processed"]) == ((last_step - 1) // 20 + 1, (last_step - 1) // 20)
+
+
+def test_canary_lightning_loop_internals_used_to_start_the_epoch_after_a_resume_at_epoch_end():
+    """resume.start_next_epoch_after_resume_at_epoch_end relies on these; each message names what changed."""
+    from conftest import quiet_trainer
+
+    fit_loop = quiet_trainer(max_steps=5).fit_loop
+    assert hasattr(fit_loop, "epoch_progress"), "Lightning's FitLoop.epoch_progress was removed"
+    state = fit_loop.state_dict()
+    assert "epoch_progress" in state, "Lightning's fit loop state has no 'epoch_progress' any more"
+    current = state["epoch_progress"].get("current", {})
+    for counter in ("ready", "started", "processed", "completed"):
+        assert counter in current, f"Lightning's FitLoop.epoch_progress.current has no '{counter}' any more"
+    for part in ("total", "current"):  # an epoch started and not processed: a checkpoint written mid-epoch
+        state["epoch_progress"][part].update(ready=1, started=1, processed=0, completed=0)
+    fit_loop.load_state_dict(state)
+    fit_loop.update_restart_stage()
+    assert hasattr(fit_loop, "restarted_mid_epoch"), "Lightning's FitLoop.restarted_mid_epoch was removed"
+    assert fit_loop.restarted_mid_epoch, "Lightning's FitLoop.restarted_mid_epoch no longer reports a mid-epoch restart"
+    reset = getattr(fit_loop, "reset_restart_stage", None)
+    assert callable(reset), "Lightning's FitLoop.reset_restart_stage was removed"
+    reset()
+    assert not fit_loop.restarted_mid_epoch, "Lightning's FitLoop.reset_restart_stage() no longer clears _restart_stage"
+    assert (fit_loop.epoch_progress.current.ready, fit_loop.epoch_progress.current.processed) == (1, 0)
 
 
 def test_a_kill_during_a_save_leaves_the_previous_checkpoint_intact(tmp_path):

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any, Iterator
 
 import torch
+from lightning.pytorch.utilities import rank_zero_warn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, TensorDataset
 
 
@@ -92,6 +93,13 @@ class ResumableDataLoader(DataLoader):
             self._resume_at = None
             if resume_epoch == epoch and 0 < resume_consumed < len(self):
                 skip = resume_consumed
+            elif resume_epoch != epoch and 0 < resume_consumed < len(self):
+                rank_zero_warn(
+                    f"The checkpoint stopped after batch {resume_consumed} of {len(self)} in epoch {resume_epoch}, "
+                    f"but its loop state resumes in epoch {epoch}: the rest of epoch {resume_epoch} is skipped, so "
+                    "this run differs from an uninterrupted one (the checkpoint recorded a half-finished epoch as "
+                    "completed)."
+                )
         self.generator.manual_seed(sampler.seed * 1_000_003 + epoch)
         sampler.skip = skip * self.batch_size
         self.consumed, self._epoch_of_consumed = skip, epoch

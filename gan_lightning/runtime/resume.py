@@ -3,20 +3,25 @@ and refuse option changes that would make the resumed run a different run.
 
 Lightning's own behaviour is easy to trip over: ``--ckpt_path last`` looks for ``last.ckpt`` in the *new*
 logger version directory (so it silently starts from scratch), and LightningCLI replaces the model options
-given on the command line with the checkpoint's (Lightning PR #21455), also silently.
+given on the command line with the checkpoint's (Lightning PR #21455), also silently; a run resumed from
+the last step of an epoch does not start the next epoch as other epochs start
+(:func:`start_next_epoch_after_resume_at_epoch_end`).
 """
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from gan_lightning.errors import CheckpointError, ConfigurationError
 from gan_lightning.runtime.run_paths import config_value as _get
 from gan_lightning.runtime.run_paths import configured_loggers as _loggers
 from gan_lightning.runtime.run_paths import under_root_dir
 from gan_lightning.runtime.trust import load_file
+
+if TYPE_CHECKING:
+    from lightning.pytorch import Trainer
 
 #: Data options that may change on resume without changing what the run computes (the image cache gives
 #: tensors identical to per-sample decoding, so its options are free too).
@@ -127,6 +132,33 @@ def run_config_beside(ckpt_path: str) -> Optional[Path]:
         if candidate.is_file():
             return candidate
     return None
+
+
+def start_next_epoch_after_resume_at_epoch_end(trainer: Trainer) -> bool:
+    """Start the epoch after a checkpoint written at the last step of an epoch as Lightning starts any epoch.
+
+    Lightning 2.6.6 resumes a checkpoint saved in ``on_train_batch_end`` of an epoch's last batch as "restarted
+    mid-epoch": ``FitLoop.reset`` closes the restored epoch (counts it processed and completed) but leaves the
+    restart stage at ``RESTARTED_MID_EPOCH``, so ``FitLoop.on_advance_start`` takes the *next* epoch for the
+    resumed one: it does not count it ready and started and does not call ``on_train_epoch_start`` (the progress
+    bar's reset, any user hook, whose random draws then go missing from the resumed run), and the epoch counters
+    of every later checkpoint stay one behind an uninterrupted run's. Resetting the stage once the epoch is
+    closed makes the next one start normally. Call from ``on_train_start`` (after ``FitLoop.reset``).
+
+    Lightning loop internals used (no public API exposes them; ``tests/test_resume.py`` has a canary for each):
+    ``trainer.fit_loop.restarted_mid_epoch``, ``trainer.fit_loop.epoch_progress.current.ready`` /
+    ``.processed`` and ``trainer.fit_loop.reset_restart_stage()`` (which clears the private
+    ``FitLoop._restart_stage``). Returns whether the stage was reset.
+    """
+    from gan_lightning.runtime import internals
+
+    fit_loop = trainer.fit_loop
+    purpose = "starting the next epoch after a resume at an epoch's end"
+    epoch = internals.require(fit_loop, "epoch_progress", purpose).current
+    if internals.require(fit_loop, "restarted_mid_epoch", purpose) and epoch.ready == epoch.processed:
+        internals.require(fit_loop, "reset_restart_stage", purpose)()
+        return True
+    return False
 
 
 def note(message: str) -> None:
