@@ -41,8 +41,10 @@ def _same_start_for_every_test(request, monkeypatch, tmp_path_factory):
     Tensors drawn at collection time (in ``parametrize`` lists or at module level) cannot be fixed here: draw them
     inside the test.
     """
-    for name in [*LIGHTNING_SEED_ENV, *(k for k in os.environ if k.startswith("GAN_LIGHTNING_"))]:
-        monkeypatch.delenv(name, raising=False)
+    for name in LIGHTNING_SEED_ENV:  # removed for good: they only carry an earlier seed_everything call
+        os.environ.pop(name, None)
+    for name in [k for k in os.environ if k.startswith("GAN_LIGHTNING_")]:
+        monkeypatch.delenv(name)
     folder = f"{next(_TEST_NUMBER):04d}-" + re.sub(r"[^\w.\[\]-]", "_", request.node.name)[:60]
     torch_home = tmp_path_factory.getbasetemp() / "torch_home" / folder
     monkeypatch.setenv("TORCH_HOME", str(torch_home))
@@ -53,7 +55,7 @@ def _same_start_for_every_test(request, monkeypatch, tmp_path_factory):
     yield
     torch.set_num_threads(threads)
     torch.set_default_dtype(dtype)
-    for name in LIGHTNING_SEED_ENV:  # set behind the test's back (monkeypatch restores only what it changed)
+    for name in LIGHTNING_SEED_ENV:  # and again if the test (its seed_everything) set them
         os.environ.pop(name, None)
 
 
