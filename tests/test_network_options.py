@@ -36,25 +36,28 @@ def _call(net: nn.Module, x: torch.Tensor, labels=None) -> torch.Tensor:
     return net(x, labels) if getattr(net, "num_classes", 0) else net(x)
 
 
+def _randn(shape: tuple[int, ...], seed: int = 0) -> torch.Tensor:
+    """Test inputs from their own generator: the same tensor whatever ran before (never drawn at collection time)."""
+    return torch.randn(shape, generator=torch.Generator().manual_seed(seed))
+
+
 # --- spectral norm ---------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
-    "make,x",
+    "make,shape",
     [
-        (
-            lambda: DCGANDiscriminator(width=8, image_size=16, batch_norm=False, spectral_norm=True),
-            torch.randn(4, 3, 16, 16),
-        ),
-        (lambda: MLPDiscriminator(hidden_dims=[32, 32], spectral_norm=True), torch.randn(4, 2)),
-        (lambda: SNGANResNetDiscriminator(width=16, image_size=16, num_classes=4), torch.randn(4, 3, 16, 16)),
-        (lambda: DCGANGenerator(latent_dim=8, width=8, image_size=16, spectral_norm=True), torch.randn(4, 8)),
+        (lambda: DCGANDiscriminator(width=8, image_size=16, batch_norm=False, spectral_norm=True), (4, 3, 16, 16)),
+        (lambda: MLPDiscriminator(hidden_dims=[32, 32], spectral_norm=True), (4, 2)),
+        (lambda: SNGANResNetDiscriminator(width=16, image_size=16, num_classes=4), (4, 3, 16, 16)),
+        (lambda: DCGANGenerator(latent_dim=8, width=8, image_size=16, spectral_norm=True), (4, 8)),
     ],
     ids=["dcgan-d", "mlp-d", "resnet-d-projection", "dcgan-g"],
 )
-def test_spectral_norm_bounds_top_singular_value(make, x):
+def test_spectral_norm_bounds_top_singular_value(make, shape):
     torch.manual_seed(0)
     net = make()
+    x = _randn(shape)
     layers = _normalized_layers(net)
     assert layers, "spectral_norm=True must normalise some layers"
     labels = torch.arange(x.shape[0]) % 4
@@ -178,16 +181,18 @@ def _randomize_class_gains(net: nn.Module) -> None:
 
 
 @pytest.mark.parametrize(
-    "make,z",
+    "make,shape",
     [
-        (lambda: DCGANGenerator(latent_dim=8, width=8, image_size=16, num_classes=3), torch.randn(4, 8)),
-        (lambda: MLPGenerator(latent_dim=2, hidden_dims=[16], num_classes=3), torch.randn(4, 2)),
-        (lambda: SNGANResNetGenerator(latent_dim=8, width=16, image_size=16, num_classes=3), torch.randn(4, 8)),
+        (lambda: DCGANGenerator(latent_dim=8, width=8, image_size=16, num_classes=3), (4, 8)),
+        (lambda: MLPGenerator(latent_dim=2, hidden_dims=[16], num_classes=3), (4, 2)),
+        (lambda: SNGANResNetGenerator(latent_dim=8, width=16, image_size=16, num_classes=3), (4, 8)),
     ],
+    ids=["dcgan-g", "mlp-g", "resnet-g"],
 )
-def test_conditional_generators_depend_on_the_label(make, z):
+def test_conditional_generators_depend_on_the_label(make, shape):
     torch.manual_seed(0)
     g = make()
+    z = _randn(shape)
     _randomize_class_gains(g)  # CBN starts at gain 1 / bias 0 for every class (de Vries et al. 2017)
     g.eval()
     zeros, ones = torch.zeros(4, dtype=torch.long), torch.ones(4, dtype=torch.long)
@@ -202,16 +207,18 @@ def test_conditional_generators_depend_on_the_label(make, z):
 
 
 @pytest.mark.parametrize(
-    "make,x",
+    "make,shape",
     [
-        (lambda: DCGANDiscriminator(width=8, image_size=16, num_classes=3), torch.randn(4, 3, 16, 16)),
-        (lambda: MLPDiscriminator(hidden_dims=[16], num_classes=3), torch.randn(4, 2)),
-        (lambda: SNGANResNetDiscriminator(width=16, image_size=16, num_classes=3), torch.randn(4, 3, 16, 16)),
+        (lambda: DCGANDiscriminator(width=8, image_size=16, num_classes=3), (4, 3, 16, 16)),
+        (lambda: MLPDiscriminator(hidden_dims=[16], num_classes=3), (4, 2)),
+        (lambda: SNGANResNetDiscriminator(width=16, image_size=16, num_classes=3), (4, 3, 16, 16)),
     ],
+    ids=["dcgan-d", "mlp-d", "resnet-d"],
 )
-def test_conditional_discriminators_depend_on_the_label(make, x):
+def test_conditional_discriminators_depend_on_the_label(make, shape):
     torch.manual_seed(0)
     d = make().eval()
+    x = _randn(shape)
     a, b = d(x, torch.zeros(4, dtype=torch.long)), d(x, torch.ones(4, dtype=torch.long))
     assert a.shape == (4,)
     assert (a - b).abs().min() > 1e-5
