@@ -17,6 +17,7 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from torch import Tensor, nn
 
 from gan_lightning.callbacks._figures import figure_to_tensor, new_figure
+from gan_lightning.networks.interface import eval_mode
 from gan_lightning.callbacks._image_logging import log_image
 from gan_lightning.callbacks._run_dir import resolve_run_dir
 from gan_lightning.errors import ConfigurationError
@@ -170,15 +171,9 @@ class SampleGridCallback(Callback):
         """Samples from the fixed inputs, in eval mode (BatchNorm running statistics, no dropout), then back."""
         assert self.fixed_latents is not None, "the fixed latents are drawn in on_fit_start"
         z = self.fixed_latents.to(pl_module.device)
-        was_training = network.training
-        network.eval()
-        try:
-            if self.fixed_labels is None:
-                out = network(z)
-            else:
-                out = network(z, self.fixed_labels.to(pl_module.device))
-        finally:
-            network.train(was_training)
+        labels = None if self.fixed_labels is None else self.fixed_labels.to(pl_module.device)
+        with eval_mode(network):
+            out = network(z) if labels is None else network(z, labels)
         return out.detach().float().cpu()
 
     def _render(self, trainer: Trainer, samples: Tensor) -> Tensor:

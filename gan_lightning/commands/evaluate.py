@@ -9,20 +9,12 @@ from typing import Any, Optional
 
 import torch
 
+from gan_lightning.callbacks.evaluation import DEFAULT_NUM_SAMPLES
+from gan_lightning.runtime.resume import run_config_beside
 from gan_lightning.errors import ConfigurationError
 from gan_lightning.metrics.evaluator import GeneratorEvaluator
 from gan_lightning.metrics.record import json_safe, make_record, write_record
 from gan_lightning.metrics.reference import MixtureReference, parse_reference
-
-DEFAULT_NUM_SAMPLES = {"points": 2500, "images": 10000}
-
-
-def _run_config_next_to(ckpt: Path) -> Optional[Path]:
-    """The ``config.yaml`` LightningCLI saved in the run folder (``<run>/checkpoints/x.ckpt`` -> ``<run>/config.yaml``)."""
-    for folder in (ckpt.parent, ckpt.parent.parent):
-        if (folder / "config.yaml").is_file():
-            return folder / "config.yaml"
-    return None
 
 
 def evaluate(
@@ -86,7 +78,7 @@ def evaluate(
     model = load_gan(ckpt_path, map_location=device, trusted_modules=trusted_modules)
     sample_shape = tuple(model.generate(1, seed=0).shape[1:])
     if reference is None:
-        config = _run_config_next_to(ckpt)
+        config = run_config_beside(str(ckpt))
         if config is None:
             raise ConfigurationError(
                 f"No --reference given and no config.yaml found next to {str(ckpt)!r}; pass --reference (ring8, grid25, an "

@@ -24,6 +24,7 @@ from gan_lightning.metrics.image_metrics import (
     fid_statistics,
     image_scores,
 )
+from gan_lightning.networks.interface import eval_mode
 from gan_lightning.metrics.mode_coverage import classifier_mode_coverage, mode_coverage
 from gan_lightning.metrics.progress import Advance, EvaluationProgress
 from gan_lightning.metrics.real_cache import RealFeatureCache, fid_stats_of
@@ -198,9 +199,7 @@ class GeneratorEvaluator:
         D.sync_buffers(generator)  # same BatchNorm statistics on every rank, so shards come from one generator
         param = next(iter(generator.parameters()), None)
         dtype = param.dtype if param is not None and param.dtype.is_floating_point else torch.float32
-        was_training = generator.training
-        generator.eval()
-        try:
+        with eval_mode(generator):
             with autocast_off(z.device):
                 chunks = []
                 for i in range(0, len(z), self.batch_size):
@@ -208,8 +207,6 @@ class GeneratorEvaluator:
                     chunks.append(generator(*args).float())
                     if progress is not None:
                         progress(len(chunks[-1]))
-        finally:
-            generator.train(was_training)
         return torch.cat(chunks) if chunks else torch.empty(0)
 
     # ------------------------------------------------------------------ scoring
