@@ -91,3 +91,14 @@ def test_model_checkpoint_internals(tmp_path):
     # GANCheckpoint overrides _save_checkpoint(trainer, filepath) to write atomically; both save paths call it.
     assert list(inspect.signature(ModelCheckpoint._save_checkpoint).parameters) == ["self", "trainer", "filepath"]
     assert "_save_checkpoint" in inspect.getsource(ModelCheckpoint._save_last_checkpoint)
+
+
+def test_fused_tensor_list_kernels_and_the_compile_wrapper():
+    a, b = [torch.zeros(2), torch.zeros(3)], [torch.ones(2), torch.full((3,), 2.0)]
+    internals.foreach_lerp_(a, b, 0.5)
+    assert torch.equal(a[1], torch.ones(3))
+    internals.foreach_copy_(a, b)
+    assert torch.equal(a[0], torch.ones(2))
+    assert [float(n) for n in internals.foreach_norm([torch.tensor([3.0, 4.0])])] == [5.0]
+    net = torch.nn.Linear(2, 2)
+    assert internals.compiled_original(torch.compile(net)) is net and internals.compiled_original(net) is None

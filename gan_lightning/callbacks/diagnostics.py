@@ -24,6 +24,7 @@ from torch.optim import Optimizer
 
 from gan_lightning.errors import ConfigurationError
 from gan_lightning.losses import AdversarialLoss
+from gan_lightning.runtime import internals
 
 ACC_REAL, ACC_FAKE = "balance/d_acc_real", "balance/d_acc_fake"
 WASSERSTEIN = "balance/wasserstein_estimate"
@@ -35,7 +36,7 @@ def gradient_norm(optimizer: Optimizer) -> Optional[Tensor]:
     grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
     if not grads:
         return None
-    norms = torch._foreach_norm([g.detach().float() for g in grads])
+    norms = internals.foreach_norm([g.detach().float() for g in grads])
     return torch.linalg.vector_norm(torch.stack(norms))
 
 

@@ -188,5 +188,26 @@ def record_checkpoint_saved(callback: Any, trainer: Any, filepath: str) -> None:
     callback._last_checkpoint_saved = filepath
 
 
+# ---------------------------------------------------------------- fused tensor-list kernels and module wrappers
+def foreach_norm(tensors: list[Tensor]) -> list[Tensor]:
+    """``torch._foreach_norm``: one fused kernel for the norms of many gradients (no host sync)."""
+    return require(torch, "_foreach_norm", "gradient norms in one kernel")(tensors)
+
+
+def foreach_copy_(targets: list[Tensor], sources: list[Tensor]) -> None:
+    """``torch._foreach_copy_``: copy many tensors in one fused call (the EMA generator's weights and buffers)."""
+    require(torch, "_foreach_copy_", "updating the EMA generator")(targets, sources)
+
+
+def foreach_lerp_(targets: list[Tensor], sources: list[Tensor], weight: float) -> None:
+    """``torch._foreach_lerp_``: the EMA update ``t += weight * (s - t)`` for many tensors in one fused call."""
+    require(torch, "_foreach_lerp_", "updating the EMA generator")(targets, sources, weight)
+
+
+def compiled_original(module: Any) -> Optional[Any]:
+    """The module a ``torch.compile`` wrapper runs (``OptimizedModule._orig_mod``), or None for other modules."""
+    return getattr(module, "_orig_mod", None)
+
+
 def _noop() -> None:
     return None

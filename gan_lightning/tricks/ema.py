@@ -19,6 +19,8 @@ import copy
 import torch
 from torch import nn
 
+from gan_lightning.runtime import internals
+
 from gan_lightning.errors import ConfigurationError
 
 
@@ -40,14 +42,14 @@ def check_ema_options(decay: float, start_step: int) -> None:
 def update_ema(ema: nn.Module, generator: nn.Module, decay: float, step: int, start_step: int = 0) -> None:
     """ema <- decay * ema + (1 - decay) * generator, from ``start_step`` on; a plain copy before it.
 
-    One fused ``_foreach`` call per step and no host synchronisation.
+    One fused ``_foreach`` call per step (:mod:`gan_lightning.runtime.internals`) and no host synchronisation.
     """
     ema_params = list(ema.parameters())
     params = [p.detach() for p in generator.parameters()]
     if step < start_step:
-        torch._foreach_copy_(ema_params, params)
+        internals.foreach_copy_(ema_params, params)
     else:
-        torch._foreach_lerp_(ema_params, params, 1.0 - decay)
+        internals.foreach_lerp_(ema_params, params, 1.0 - decay)
     ema_buffers = list(ema.buffers())
     if ema_buffers:
-        torch._foreach_copy_(ema_buffers, list(generator.buffers()))
+        internals.foreach_copy_(ema_buffers, list(generator.buffers()))

@@ -38,6 +38,7 @@ from torch import Tensor, nn
 from gan_lightning.errors import ConfigurationError
 from gan_lightning.losses import AdversarialLoss, build_loss, register_loss
 from gan_lightning.networks.interface import num_classes_of
+from gan_lightning.runtime import internals
 from gan_lightning.regularizers import Regularizer, RegularizerContext
 
 _INIT = "--model.discriminator.init_args"
@@ -150,7 +151,7 @@ def _score_columns(discriminator: object) -> Optional[int]:
         k = getattr(discriminator, "num_discriminators", None)
         if isinstance(k, int):
             return k
-        discriminator = getattr(discriminator, "module", None) or getattr(discriminator, "_orig_mod", None)
+        discriminator = getattr(discriminator, "module", None) or internals.compiled_original(discriminator)
         seen += 1
     return None
 
