@@ -340,6 +340,7 @@ def _fit(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow  # four CLI subprocesses (~50 s of CPU); .ci/run runs it
 def test_sigkill_then_resume_with_ada_is_bit_identical(tmp_path):
     straight_dir, crash_dir = tmp_path / "straight", tmp_path / "crash"
     straight_dir.mkdir()
@@ -368,6 +369,7 @@ def test_sigkill_then_resume_with_ada_is_bit_identical(tmp_path):
                 assert torch.equal(torch.as_tensor(value), torch.as_tensor(opt_b["state"][pid][name])), (pid, name)
 
 
+@pytest.mark.slow  # two processes (~20 s of CPU); .ci/run runs it
 def test_two_process_ddp_averages_the_heuristic_so_both_ranks_share_p(tmp_path):
     """Rank 0's D calls every real image real, rank 1's calls it fake: alone they would move p in opposite ways."""
     proc = subprocess.run([sys.executable, str(ROOT / "tests/scripts/ada_ddp.py"), "--out", str(tmp_path)],

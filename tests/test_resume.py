@@ -96,6 +96,7 @@ def test_sigkill_then_resume_last_is_bit_identical(tmp_path, every, kill_at, res
     _assert_same_run(reference, torch.load(ckpt_dir / "last.ckpt", weights_only=True))
 
 
+@pytest.mark.slow  # six CLI subprocesses (~55 s of CPU); .ci/run runs it
 def test_stop_at_max_steps_then_train_longer_is_bit_identical(tmp_path):
     """README: raise --trainer.max_steps on resume to train longer. Stopped at an epoch boundary, continued to the
     middle of an epoch, continued to the end: every checkpoint is the one a run straight to the end writes at that
