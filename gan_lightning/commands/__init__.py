@@ -1,0 +1,1 @@
+"""Commands of ``python -m gan_lightning`` beyond LightningCLI's fit/validate/test/predict."""
