@@ -281,3 +281,11 @@ def test_error_line_of_a_failed_attempt(tmp_path):
     log.write_text(f"{sweep_cmd.ATTEMPT_HEADER} new run\nwarning: x\nerror: Unknown mixture 'ring9'\n")
     assert sweep_cmd.error_line(log, 2) == "error: Unknown mixture 'ring9' (exit code 2)"
     assert sweep_cmd.error_line(log, -9) == "killed by SIGKILL (exit code -9)"
+
+
+def test_local_jobs_share_the_gpus_and_slurm_arrays_list_the_runs_to_do():
+    gpus = ["0", "1", "2", "3"]
+    assert [sweep_cmd._slot_devices(s, 2, gpus) for s in range(2)] == ["0,1", "2,3"]  # two runs, two GPUs each
+    assert [sweep_cmd._slot_devices(s, 4, gpus) for s in range(4)] == gpus  # one run per GPU
+    assert [sweep_cmd._slot_devices(s, 6, gpus) for s in range(6)] == ["0", "1", "2", "3", "0", "1"]
+    assert sweep_cmd._array_spec([7, 0, 1, 2, 5, 8]) == "0-2,5,7-8"

@@ -73,13 +73,14 @@ def read_run(sweep_dir: Path, run: dict[str, Any], patterns: Sequence[str]) -> d
     """Status, error, final step and wall time, final metrics and their curves, of one planned run."""
     run_dir = sweep_dir / run["dir"]
     result: dict[str, Any] = {"combination": run["combination"], "seed": run["seed"], "dir": run["dir"],
-                              "status": "not started", "error": None, "step": None, "wall_s": None,
+                              "status": "not started", "error": None, "step": None, "wall_s": None, "cpu_s": None,
                               "metrics": {}, "curves": {}}
     if not run_dir.is_dir():
         return result
     if (run_dir / RUN_RECORD).is_file():
         record = json.loads((run_dir / RUN_RECORD).read_text())
-        result.update(status="finished", step=record.get("global_step"), wall_s=record.get("train_wall_s"))
+        result.update(status="finished", step=record.get("global_step"), wall_s=record.get("train_wall_s"),
+                      cpu_s=record.get("train_cpu_s"))
     elif (run_dir / "error.txt").is_file():
         result.update(status="failed", error=(run_dir / "error.txt").read_text().strip())
     else:
