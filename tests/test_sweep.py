@@ -289,3 +289,13 @@ def test_local_jobs_share_the_gpus_and_slurm_arrays_list_the_runs_to_do():
     assert [sweep_cmd._slot_devices(s, 4, gpus) for s in range(4)] == gpus  # one run per GPU
     assert [sweep_cmd._slot_devices(s, 6, gpus) for s in range(6)] == ["0", "1", "2", "3", "0", "1"]
     assert sweep_cmd._array_spec([7, 0, 1, 2, 5, 8]) == "0-2,5,7-8"
+
+
+def test_a_grid_key_may_depend_on_the_class_an_earlier_key_chooses(tmp_path):
+    grid = sweep_cmd.parse_grid(["model.loss=gan_lightning.losses.WassersteinGPLoss", "model.loss.init_args.gp_weight=1,10"])
+    plan = sweep_cmd.plan_sweep(str(_config(tmp_path / "tiny_ring8.yaml")), [3], grid, [], tmp_path / "runs" / "wgan")
+    assert [c["name"] for c in plan["combinations"]] == ["loss=WassersteinGPLoss,gp_weight=1", "loss=WassersteinGPLoss,gp_weight=10"]
+    assert plan["combinations"][1]["identity"]["model.loss.init_args.gp_weight"] == 10
+    run = plan["runs"][1]
+    assert run["dir"] == "loss=WassersteinGPLoss,gp_weight=10/seed_3" and "--seed_everything=3" in run["fit_args"]
+    assert not (tmp_path / "runs").exists()  # planning writes nothing

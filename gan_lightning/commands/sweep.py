@@ -266,9 +266,11 @@ def plan_sweep(
     except Exception as err:  # noqa: BLE001 - whatever fit would refuse, refuse now, in one line
         raise ConfigurationError(f"--config {config}{' with the options after --' if fit_options else ''} does not parse as a fit config: {_one_line(err)}") from err
     logger_args = _check_run_layout(base, config)
-    for key, values in grid:
+    for i, (key, values) in enumerate(grid):
+        # with the first value of the keys before it: a key may exist only once an earlier one chose a class
+        # (--grid model.loss=gan_lightning.losses.WassersteinGPLoss --grid model.loss.init_args.gp_weight=1,10)
         try:
-            resolve_fit_config([*base_args, f"--{key}={values[0]}"])
+            resolve_fit_config([*base_args, *[f"--{k}={v[0]}" for k, v in grid[:i + 1]]])
         except Exception as err:  # noqa: BLE001
             if "unrecognized arguments" in str(err).lower():
                 raise ConfigurationError(
@@ -560,23 +562,24 @@ def _array_spec(indices: list[int]) -> str:
     return ",".join(str(a) if a == b else f"{a}-{b}" for a, b in spans)
 
 
-def submit_slurm(sweep_dir: Path, runs: list[dict[str, Any]], jobs: Optional[int], sbatch: Optional[str],
-                 slurm_dir: Optional[str], report: bool) -> list[str]:
-    """One job array (one task per run, ``scripts/slurm/sweep_array.sbatch``), and a report job after it."""
+def _check_slurm(scripts: Path) -> None:
     if shutil.which("sbatch") is None:
         raise ConfigurationError("--launcher slurm: `sbatch` is not on PATH; run the sweep on a Slurm login node (or use --launcher local).")
-    scripts = Path(slurm_dir).expanduser() if slurm_dir else SLURM_DIR
-    array_script, template = scripts / "sweep_array.sbatch", scripts / "train.sbatch"
-    for script in (array_script, template):
-        if not script.is_file():
+    for script in ("sweep_array.sbatch", "train.sbatch"):
+        if not (scripts / script).is_file():
             raise ConfigurationError(
-                f"--launcher slurm needs {script.name} (from the gan_lightning repository's scripts/slurm/), not found in "
+                f"--launcher slurm needs {script} (from the gan_lightning repository's scripts/slurm/), not found in "
                 f"{scripts}: pass --slurm_dir DIR."
             )
+
+
+def submit_slurm(sweep_dir: Path, runs: list[dict[str, Any]], jobs: Optional[int], sbatch: Optional[str],
+                 scripts: Path, report: bool) -> list[str]:
+    """One job array (one task per run, ``scripts/slurm/sweep_array.sbatch``), and a report job after it."""
+    array_script = scripts / "sweep_array.sbatch"
     user_options = shlex.split(sbatch or "")
     env = dict(os.environ)
     env.setdefault("PYTHON", sys.executable)
-    env["GAN_LIGHTNING_TRAIN_SBATCH"] = str(template.resolve())
     (sweep_dir / "slurm").mkdir(exist_ok=True)
     array = _array_spec([r["index"] for r in runs]) + (f"%{jobs}" if jobs else "")
     command = ["sbatch", "--parsable", f"--array={array}", f"--job-name=sweep-{sweep_dir.name}",
@@ -623,7 +626,7 @@ def run_slurm_task(plan_file: str, index: int) -> int:
     job = f"{os.environ.get('SLURM_ARRAY_JOB_ID', '?')}_{os.environ.get('SLURM_ARRAY_TASK_ID', '?')}"
     how = begin_attempt(run_dir, f"slurm job {job}, restart {os.environ.get('SLURM_RESTART_COUNT', '0')}")
     print(f"sweep task: {run['dir']} ({'resuming from last.ckpt' if how == 'resume' else 'new run'})", file=sys.stderr, flush=True)
-    template = os.environ.get("GAN_LIGHTNING_TRAIN_SBATCH") or str(SLURM_DIR / "train.sbatch")
+    template = plan.get("slurm_template") or str(SLURM_DIR / "train.sbatch")
     env = dict(os.environ, RUN_VERSION=run["version"], PYTHONUNBUFFERED="1")
     # this process is part of the batch step: the preemption signal is for the training tasks only
     signal.signal(signal.SIGUSR1, lambda signum, frame: None)
@@ -705,6 +708,8 @@ def sweep(
     if not re.fullmatch(r"[A-Za-z0-9_+=,-][A-Za-z0-9._+=,-]*", name):
         raise ConfigurationError(f"--name {name!r}: use letters, digits and . _ - + = , only (it names a directory).")
     sweep_dir = Path(root).expanduser() / name
+    if launcher == "slurm":
+        _check_slurm(Path(slurm_dir).expanduser() if slurm_dir else SLURM_DIR)
     new_plan = plan_sweep(config, seed_list, grid_items, fit_options, sweep_dir)
     with _SweepLock(sweep_dir):
         plan = merge_plans(load_plan(sweep_dir), new_plan, sweep_dir)
@@ -720,14 +725,17 @@ def sweep(
         finished_before = len(selected) - len(todo)
         print(f"sweep: {sweep_dir}: {len(new_plan['combinations'])} combination(s) x {len(seed_list)} seed(s) = "
               f"{len(selected)} runs; {finished_before} already finished", flush=True)
-        if launcher == "slurm":
-            if todo:
-                plan["slurm_jobs"] = plan.get("slurm_jobs", []) + submit_slurm(sweep_dir, todo, jobs, sbatch, slurm_dir, report)
+        write_record(plan, sweep_dir / PLAN_FILE)  # Slurm tasks read it
+        statuses: dict[str, str] = {}
+        if launcher == "slurm" and todo:
+            scripts = Path(slurm_dir).expanduser() if slurm_dir else SLURM_DIR
+            plan["slurm_template"] = str((scripts / "train.sbatch").resolve())
+            write_record(plan, sweep_dir / PLAN_FILE)
+            plan["slurm_jobs"] = plan.get("slurm_jobs", []) + submit_slurm(sweep_dir, todo, jobs, sbatch, scripts, report)
             write_record(plan, sweep_dir / PLAN_FILE)
             return sweep_dir
-        write_record(plan, sweep_dir / PLAN_FILE)
-        jobs = jobs or max(1, len(_visible_gpus()))
-        statuses = run_local(sweep_dir, todo, jobs) if todo else {}
+        if todo:
+            statuses = run_local(sweep_dir, todo, jobs or max(1, len(_visible_gpus())))
     if report:
         from gan_lightning.commands.sweep_report import sweep_report
 
