@@ -20,6 +20,7 @@ loses at most the steps since each run's last checkpoint.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -155,8 +156,6 @@ def combinations(grid: list[tuple[str, list[str]]]) -> list[tuple[str, dict[str,
     for combo in combos:
         name = ",".join(f"{labels[k]}={_value_label(v)}" for k, v in combo.items())
         if len(name) > 200:
-            import hashlib
-
             name = name[:180] + "-" + hashlib.sha1(name.encode()).hexdigest()[:8]
         seen[name] = seen.get(name, 0) + 1
         named.append((name if seen[name] == 1 else f"{name}_{seen[name]}", combo))
