@@ -1,15 +1,17 @@
 """Mode coverage on ring8 and grid25 (protocol: PacGAN / VEEGAN, see README "Benchmarks") for several losses and tricks.
 
-Every run is the shipped ``{mixture}_all_modes`` experiment (plus the options listed in CONFIGS) built by the
-project's own CLI parser and trained by the Lightning Trainer, without loggers, checkpoints or callbacks. It is scored on 2,500
+Every config is run through ``python -m gan_lightning sweep`` (one sweep per config and mixture, the seeds as its
+runs): each run is the shipped ``{mixture}_all_modes`` experiment (plus the options listed in CONFIGS) trained by
+``fit`` with a checkpoint every 5,000 steps and no other callback than the evaluation at the end, which scores 2,500
 samples (the EMA generator when the config keeps one): modes captured, % high-quality samples, reverse KL.
-The table gives mean ± standard error over seeds, the generator steps and the CPU time of one run.
+The table gives mean ± standard error over seeds, the generator steps and the CPU time of one run's fit.
 
-    python scripts/benchmark_modes.py                        # all configs, 5 seeds, both mixtures, 2 processes
+    python scripts/benchmark_modes.py                        # all configs, 5 seeds, both mixtures, 2 runs at a time
     python scripts/benchmark_modes.py --configs best --seeds 0 1 2 --mixtures ring8 --steps 5000
     python scripts/benchmark_modes.py --table a.json b.json   # one table from the results of several invocations
 
-Runs are independent processes (one thread each), ``--jobs`` at a time.
+The runs live in ``--root`` (default runs/benchmark_modes/<config>-<mixture>/base/seed_<k>/, each sweep with its
+report.md); running the same command again skips the finished runs and resumes the others from their last checkpoint.
 """
 
 from __future__ import annotations
@@ -21,8 +23,6 @@ import os
 import platform
 import statistics
 import sys
-import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,7 +49,7 @@ CONFIGS: dict[str, tuple[str, list[str]]] = {
     "mgan8-40k": ("experiments/{mixture}_mgan8_40k.yaml", []),
 }
 
-#: Published rows (VEEGAN Table 1, PacGAN Table 1, GDPP Table 1): modes, HQ % for ring8 then grid25.
+#: Published rows (protocols.md): modes, HQ % for ring8 then grid25.
 PUBLISHED = [
     ("GAN (VEEGAN, Table 1)", "1", "99.3", "3.3", "0.5"),
     ("Unrolled GAN (VEEGAN, Table 1)", "7.6", "35.6", "23.6", "16"),
@@ -62,35 +62,34 @@ PUBLISHED = [
 ]
 
 
-def run_one(config: str, mixture: str, seed: int, steps: int | None, extra: tuple[str, ...] = ()) -> dict:
-    """Train one config on one mixture with one seed; return its scores and costs."""
-    import torch
+#: every run: only a checkpoint (for resume) and the evaluation at the end of fit, 2,500 samples as in PacGAN
+RUN_OPTIONS = [
+    "--trainer.callbacks=[]",
+    "--trainer.callbacks+=gan_lightning.callbacks.GANCheckpoint",
+    "--trainer.callbacks.every_n_train_steps=5000", "--trainer.callbacks.save_last=true",
+    "--trainer.callbacks+=gan_lightning.callbacks.GANEvaluation",
+    "--trainer.callbacks.every_n_steps=0", "--trainer.callbacks.num_samples=2500", "--trainer.callbacks.seed=10000",
+    "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false",
+    "--trainer.accelerator=cpu", "--trainer.devices=1",
+]
 
-    torch.set_num_threads(1)
-    import warnings
 
-    warnings.filterwarnings("ignore")
-    from gan_lightning.commands.cli import GANLightningCLI
-    from gan_lightning.metrics.mode_coverage import mode_coverage
-    from gan_lightning.data.mixtures import mixture_modes
+def run_config(config: str, mixture: str, seeds: list[int], steps: int | None, jobs: int, root: str,
+               extra: tuple[str, ...] = ()) -> list[dict]:
+    """Train one config on one mixture with every seed (one sweep); return each run's scores and costs."""
+    from gan_lightning.commands.sweep import sweep
+    from gan_lightning.metrics.mode_coverage import MODE_METRICS
 
     path, overrides = CONFIGS[config]
-    args = [
-        "--config", str(ROOT / path.format(mixture=mixture)), *overrides, *extra,
-        f"--seed_everything={seed}",
-        "--trainer.logger=false", "--trainer.enable_checkpointing=false", "--trainer.enable_progress_bar=false",
-        "--trainer.enable_model_summary=false", "--trainer.callbacks=[]", "--trainer.accelerator=cpu", "--trainer.devices=1",
+    options = [*overrides, *extra, *RUN_OPTIONS] + ([f"--trainer.max_steps={steps}"] if steps is not None else [])
+    sweep_dir = sweep(config=str(ROOT / path.format(mixture=mixture)), seeds=",".join(map(str, seeds)),
+                      name=f"{config}-{mixture}", root=root, jobs=jobs, fit_options=options)
+    report = json.loads((sweep_dir / "report.json").read_text())
+    return [
+        {"config": config, "mixture": mixture, "seed": run["seed"], "steps": run["step"], "cpu_s": run["cpu_s"],
+         "wall_s": run["wall_s"], **{m: float(run["metrics"][m]) for m in MODE_METRICS}}
+        for run in report["runs"] if run["seed"] in seeds and run["status"] == "finished"
     ]
-    if steps is not None:
-        args.append(f"--trainer.max_steps={steps}")
-    cli = GANLightningCLI(args=args, run=False, save_config_callback=None)
-    cpu0, wall0 = time.process_time(), time.perf_counter()
-    cli.trainer.fit(cli.model, cli.datamodule)
-    cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
-    modes, std = mixture_modes(mixture)
-    points = cli.model.generate(2500, seed=10_000 + seed)
-    scores = mode_coverage(points, modes, std)
-    return {"config": config, "mixture": mixture, "seed": seed, "steps": cli.trainer.global_step, "cpu_s": cpu, "wall_s": wall, **scores}
 
 
 def _mean_se(values: list[float]) -> str:
@@ -118,7 +117,7 @@ def table(results: list[dict]) -> str:
             f"{_mean_se([r['high_quality_percent'] for r in rs])} | {_mean_se([r['reverse_kl'] for r in rs])} | "
             f"{perfect}/{len(rs)} | {rs[0]['steps']} | {statistics.median(r['cpu_s'] for r in rs):.0f} |"
         )
-    lines += ["", "Published (VEEGAN, PacGAN and GDPP papers, Table 1 each):", "", "| method | ring8 modes | ring8 HQ % | grid25 modes | grid25 HQ % |", "|---|---|---|---|---|"]
+    lines += ["", "Published (shared notes, protocols.md):", "", "| method | ring8 modes | ring8 HQ % | grid25 modes | grid25 HQ % |", "|---|---|---|---|---|"]
     lines += [f"| {m} | {a} | {b} | {c} | {d} |" for m, a, b, c, d in PUBLISHED]
     return "\n".join(lines)
 
@@ -129,7 +128,8 @@ def main() -> None:
     parser.add_argument("--mixtures", nargs="+", default=["ring8", "grid25"], choices=["ring8", "grid25"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
     parser.add_argument("--steps", type=int, default=None, help="generator steps (default: each config's max_steps)")
-    parser.add_argument("--jobs", type=int, default=2, help="runs in parallel, one thread each")
+    parser.add_argument("--jobs", type=int, default=2, help="runs in parallel (the sweep divides the CPU threads between them)")
+    parser.add_argument("--root", default="runs/benchmark_modes", help="where the sweeps keep their runs")
     parser.add_argument("--output", default="benchmark_modes.json", help="raw results (JSON)")
     parser.add_argument("--override", action="append", default=[], help="extra CLI option for every run (repeatable)")
     parser.add_argument("--table", nargs="+", default=None, metavar="JSON",
@@ -139,18 +139,19 @@ def main() -> None:
         print(table([r for path in args.table for r in json.loads(Path(path).read_text())]))
         return
 
-    jobs = [(c, m, s, args.steps, tuple(args.override)) for m in args.mixtures for c in args.configs for s in args.seeds]
-    print(f"{len(jobs)} runs on {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, {args.jobs} at a time", flush=True)
+    print(f"{len(args.configs) * len(args.mixtures) * len(args.seeds)} runs on {platform.processor() or platform.machine()}, "
+          f"{os.cpu_count()} CPUs, {args.jobs} at a time", flush=True)
     results = []
-    with ProcessPoolExecutor(max_workers=args.jobs) as pool:
-        for result in pool.map(run_one, *zip(*jobs)):
-            results.append(result)
-            print(
-                f"{result['config']:>14} {result['mixture']:>6} seed {result['seed']}: modes {result['modes_captured']:.0f} "
-                f"HQ {result['high_quality_percent']:.1f}% KL {result['reverse_kl']:.3f} ({result['steps']} steps, {result['cpu_s']:.0f} CPU s)",
-                flush=True,
-            )
-            Path(args.output).write_text(json.dumps(results, indent=1))  # after every run: a killed job keeps its results
+    for mixture in args.mixtures:
+        for config in args.configs:
+            for result in run_config(config, mixture, args.seeds, args.steps, args.jobs, args.root, tuple(args.override)):
+                results.append(result)
+                print(
+                    f"{result['config']:>14} {result['mixture']:>6} seed {result['seed']}: modes {result['modes_captured']:.0f} "
+                    f"HQ {result['high_quality_percent']:.1f}% KL {result['reverse_kl']:.3f} ({result['steps']} steps, {result['cpu_s']:.0f} CPU s)",
+                    flush=True,
+                )
+            Path(args.output).write_text(json.dumps(results, indent=1))  # after every sweep: a killed job keeps its results
     print()
     print(table(results))
 

@@ -1,13 +1,15 @@
 """Slurm: a 2-task CPU DDP job submitted with scripts/slurm/train.sbatch to a real (local, single-node) Slurm
 cluster is preempted with SIGUSR1, requeues itself, resumes from its last.ckpt in the same run directory and ends
-exactly where an uninterrupted job with the same template ends.
+exactly where an uninterrupted job with the same template ends. A sweep submitted as one job array of 3 tasks
+(`sweep --launcher slurm`) gets the same behaviour per task, and its report job sees every run.
 
 Needs root and `apt-get install -y slurm-wlm munge`; skipped without them, except under CI (CI set), where a missing
-Slurm is a failure. Takes about 3 minutes on 2 cores (two jobs; most of it is Python start-up and the requeue delay).
+Slurm is a failure. Takes about 3 minutes on 2 cores per test (most of it is Python start-up and the requeue delay).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -27,6 +29,7 @@ pytestmark = pytest.mark.slow
 SLURM_DIR = ROOT / "scripts" / "slurm"
 MAX_STEPS = 600
 CKPT_EVERY = 100
+SWEEP_STEPS = 300  # each of the 3 array tasks (one CPU each on the 2-CPU cluster)
 
 
 def _require_slurm() -> None:
@@ -172,3 +175,61 @@ def test_preempted_job_requeues_resumes_and_matches_an_uninterrupted_job(cluster
     assert resumed["state_dict"].keys() == reference["state_dict"].keys()
     for key, value in reference["state_dict"].items():
         assert torch.equal(resumed["state_dict"][key], value), key
+
+
+def test_sweep_job_array_task_preempted_requeues_alone_and_the_report_is_complete(cluster, tmp_path):
+    """`sweep --launcher slurm`: one job array of 3 tasks on the template; one task preempted with SIGUSR1 requeues
+    alone, resumes in its own run directory and ends at the same step as the others; the report job sees 3 runs."""
+    config = _config(tmp_path)
+    cfg = yaml.safe_load(config.read_text())
+    cfg["trainer"]["max_steps"] = SWEEP_STEPS
+    cfg["trainer"]["callbacks"].append(
+        {"class_path": "gan_lightning.callbacks.GANEvaluation", "init_args": {"every_n_steps": 100, "num_samples": 500}})
+    config.write_text(yaml.safe_dump(cfg))
+    submitted = subprocess.run(
+        [sys.executable, "-m", "gan_lightning", "sweep", "--config", str(config), "--seeds", "0-2", "--name", "array",
+         "--launcher", "slurm", "--sbatch=--nodes=1 --ntasks-per-node=1 --gres=none --cpus-per-task=1 --time=15:00"],
+        cwd=tmp_path, env=_slurm_env(cluster), capture_output=True, text=True, timeout=600,
+    )
+    assert submitted.returncode == 0, submitted.stdout + submitted.stderr
+    sweep_dir = tmp_path / "runs" / "array"
+    array, report_job = json.loads((sweep_dir / "sweep_plan.json").read_text())["slurm_jobs"]
+    assert f"submitted job array {array} (3 task(s), array 0-2)" in submitted.stdout
+
+    # preempt task 1 once it has written its first periodic checkpoint
+    task = f"{array}_1"
+    run_dir = sweep_dir / "base" / "seed_1"
+    last = run_dir / "checkpoints" / "last.ckpt"
+    deadline = time.monotonic() + 600
+    while not last.is_file():
+        state = _job(cluster, task).get("JobState")
+        if time.monotonic() > deadline or state not in ("PENDING", "CONFIGURING", "RUNNING"):
+            pytest.fail("the array task wrote no checkpoint\n" + _diagnostics(cluster, sweep_dir / "slurm", task))
+        time.sleep(0.2)
+    signal = subprocess.run(["scancel", "--signal=USR1", task], env=_slurm_env(cluster), capture_output=True, text=True)
+    assert signal.returncode == 0, signal.stderr
+
+    _wait(cluster, sweep_dir, task, lambda j: j.get("Restarts", "0") != "0", "the requeue of the array task", 120)
+    _wait(cluster, sweep_dir, report_job, lambda j: j.get("JobState") == "COMPLETED", "the report job", 1500)
+    diag = "\n" + "\n".join((sweep_dir / "slurm" / f).read_text(errors="replace")[-3000:]
+                            for f in sorted(os.listdir(sweep_dir / "slurm")))
+    for index in range(3):
+        info = _job(cluster, f"{array}_{index}")
+        assert info["JobState"] == "COMPLETED" and info["Restarts"] == ("1" if index == 1 else "0"), (index, info, diag)
+        record = json.loads((sweep_dir / "base" / f"seed_{index}" / "run_record.json").read_text())
+        assert record["global_step"] == SWEEP_STEPS and record["attempts"] == (2 if index == 1 else 1), diag
+        assert _ckpt(sweep_dir / "base" / f"seed_{index}" / "checkpoints" / "last.ckpt")["global_step"] == SWEEP_STEPS
+
+    log = (run_dir / "stderr.log").read_text(errors="replace")
+    stopped = re.findall(r"SlurmRequeue: signal \d+ received; saved (\S+) at generator step (\d+)", log)
+    assert len(stopped) == 1 and Path(stopped[0][0]) == last and CKPT_EVERY <= int(stopped[0][1]) < SWEEP_STEPS, diag
+    assert f"SlurmRequeue: requeued job {task}" in log, diag
+    first, second = log.split("sweep: resuming from checkpoints/last.ckpt")
+    assert "sweep: new run" in first and f"--ckpt_path last: resuming from {last}" in second, diag
+    assert sorted(p.name for p in (sweep_dir / "base").iterdir()) == ["seed_0", "seed_1", "seed_2"], diag
+
+    report = json.loads((sweep_dir / "report.json").read_text())
+    (combo,) = report["combinations"]
+    assert (combo["runs"], combo["finished"], combo["failed"], combo["steps"]) == (3, 3, 0, [SWEEP_STEPS]), diag
+    assert sorted(combo["metrics"]["modes_captured"]["per_seed"]) == ["0", "1", "2"]
+    assert "| base | 3/3 |" in (sweep_dir / "report.md").read_text()

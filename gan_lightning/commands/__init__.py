@@ -1,1 +1,1 @@
-"""The command line: ``fit`` and the other Lightning subcommands, ``sample`` and ``evaluate``."""
+"""The command line: ``fit`` and the other Lightning subcommands, ``sample``, ``evaluate``, ``sweep`` and ``sweep-report``."""

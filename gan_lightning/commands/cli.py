@@ -1,4 +1,4 @@
-"""Command line: LightningCLI for fit/validate/..., plus ``sample``.
+"""Command line: LightningCLI for fit/validate/..., plus ``sample``, ``evaluate``, ``sweep`` and ``sweep-report``.
 
 ``python -m gan_lightning fit`` without ``--config`` trains the built-in default experiment
 (``default_experiment.yaml``: a DCGAN on scikit-learn's digits, no download).
@@ -28,6 +28,8 @@ from gan_lightning.runtime.run_paths import resolve_run_paths
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "default_experiment.yaml"
 EXTRA_COMMANDS = ("sample", "evaluate")
+#: commands in gan_lightning.commands: name -> module whose ``main(argv)`` parses its options with jsonargparse
+COMMAND_MODULES = {"sweep": "gan_lightning.commands.sweep", "sweep-report": "gan_lightning.commands.sweep_report"}
 
 
 def _extra_command(name: str):
@@ -180,13 +182,18 @@ def _with_default_config(argv: list[str]) -> list[str]:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
+        if argv and argv[0] in COMMAND_MODULES:
+            import importlib
+
+            importlib.import_module(COMMAND_MODULES[argv[0]]).main(argv[1:])
+            return 0
         if argv and argv[0] in EXTRA_COMMANDS:
             from jsonargparse import CLI
 
             CLI(_extra_command(argv[0]), args=argv[1:], as_positional=False, prog=f"gan_lightning {argv[0]}")
             return 0
         if argv in ([], ["-h"], ["--help"]):
-            print("usage: python -m gan_lightning {fit,validate,test,predict,sample,evaluate} [options]\n"
+            print("usage: python -m gan_lightning {fit,validate,test,predict,sample,evaluate,sweep,sweep-report} [options]\n"
                   "  fit without --config trains the default experiment (DCGAN on scikit-learn digits).\n"
                   "  `python -m gan_lightning COMMAND --help` lists the options of a command.")
             return 0 if argv else 2

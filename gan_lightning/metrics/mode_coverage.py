@@ -14,6 +14,9 @@ import math
 import torch
 from torch import Tensor
 
+#: The scores of :func:`mode_coverage`, in report order.
+MODE_METRICS = ("modes_captured", "high_quality_percent", "reverse_kl")
+
 
 def mode_coverage(points: Tensor, modes: Tensor, std: float) -> dict[str, float]:
     """``modes_captured`` (count), ``high_quality_percent`` (0-100) and ``reverse_kl`` (nats; inf if no sample is
