@@ -17,7 +17,8 @@ from gan_lightning._aliases import MOVED_MODULES
 
 from conftest import ROOT, run_cli
 
-FIXTURE = ROOT / "tests" / "fixtures" / "pre_redesign_run"
+FIXTURE = ROOT / "tests" / "fixtures" / "pre_redesign_run"  # the run's config.yaml
+FIXTURE_CKPT = ROOT / "tests" / "fixtures" / "pre_redesign_checkpoint.pth"  # its checkpoints/last.ckpt
 
 
 @pytest.mark.parametrize("old, new", sorted(MOVED_MODULES.items()))
@@ -36,11 +37,13 @@ def test_old_class_paths_name_the_same_classes():
 def old_run(tmp_path):
     run = tmp_path / "runs" / "ring8_mgan" / "version_0"
     shutil.copytree(FIXTURE, run)
+    (run / "checkpoints").mkdir(exist_ok=True)
+    shutil.copy(FIXTURE_CKPT, run / "checkpoints" / "last.pth")
     return run
 
 
 def test_fixture_names_the_old_paths():
-    hparams = torch.load(FIXTURE / "checkpoints" / "last.pth", weights_only=True)["hyper_parameters"]
+    hparams = torch.load(FIXTURE_CKPT, weights_only=True)["hyper_parameters"]
     assert hparams["generator"]["class_path"] == "gan_lightning.multi_generator.MultiGenerator"
     assert hparams["input_transforms"][0]["class_path"] == "gan_lightning.discriminator_inputs.InstanceNoise"
 
