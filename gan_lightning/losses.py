@@ -11,7 +11,6 @@ New losses are one class plus ``@register_loss("name")``; the name is then valid
 
 from __future__ import annotations
 
-import importlib
 from typing import Optional
 
 import torch
@@ -21,55 +20,29 @@ from torch import Tensor, nn
 from gan_lightning.config_repr import ConfigRepr
 from gan_lightning.errors import ConfigurationError
 from gan_lightning.regularizers import GradientPenalty, Regularizer
+from gan_lightning.registry import Registry
 
-_LOSSES: dict[str, type["AdversarialLoss"]] = {}
-_PRIMARY_NAMES: list[str] = []
+LOSSES = Registry(
+    "adversarial loss",
+    base=lambda: AdversarialLoss,
+    hint="or the import path of an AdversarialLoss subclass, e.g. --model.loss=gan_lightning.losses.HingeLoss.",
+    normalise=lambda name: name.lower().replace("_", "-"),
+)
 
 
 def register_loss(*names: str):
     """Class decorator that makes a loss selectable by short name (``--model.loss=NAME``)."""
-
-    def decorate(cls: type[AdversarialLoss]) -> type[AdversarialLoss]:
-        _PRIMARY_NAMES.append(names[0])
-        for name in names:
-            if name in _LOSSES and _LOSSES[name] is not cls:
-                raise ValueError(f"loss name {name!r} is already registered to {_LOSSES[name].__name__}")
-            _LOSSES[name] = cls
-        return cls
-
-    return decorate
+    return LOSSES.register(*names)
 
 
 def available_losses() -> list[str]:
     """The main short name of every registered loss (aliases such as ``ns`` are accepted too)."""
-    return list(_PRIMARY_NAMES)
+    return LOSSES.available()
 
 
 def build_loss(spec: "AdversarialLoss | str") -> "AdversarialLoss":
     """Turn a short name, a class path or an instance into a loss instance."""
-    if isinstance(spec, AdversarialLoss):
-        return spec
-    if isinstance(spec, type) and issubclass(spec, AdversarialLoss):
-        return spec()
-    if isinstance(spec, str):
-        key = spec.strip().lower().replace("_", "-")
-        if key in _LOSSES:
-            return _LOSSES[key]()
-        by_class_name = {cls.__name__.lower(): cls for cls in _LOSSES.values()}
-        if spec.strip().lower() in by_class_name:
-            return by_class_name[spec.strip().lower()]()
-        if "." in spec:
-            module_name, _, class_name = spec.rpartition(".")
-            try:
-                cls = getattr(importlib.import_module(module_name), class_name)
-            except (ImportError, AttributeError):
-                cls = None
-            if isinstance(cls, type) and issubclass(cls, AdversarialLoss):
-                return cls()
-    raise ConfigurationError(
-        f"Unknown adversarial loss {spec!r}. Use one of: {', '.join(available_losses())}; "
-        "or the import path of an AdversarialLoss subclass, e.g. --model.loss=gan_lightning.losses.HingeLoss."
-    )
+    return LOSSES.build(spec)
 
 
 class AdversarialLoss(ConfigRepr):

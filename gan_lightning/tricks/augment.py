@@ -15,64 +15,37 @@ rollback carry it. Random draws use the global torch RNG, whose state the checkp
 
 from __future__ import annotations
 
-import importlib
 from typing import Callable, Optional
 
 import torch
 from torch import Tensor, nn
 
 from gan_lightning.errors import ConfigurationError
+from gan_lightning.registry import Registry
 
-_AUGMENTATIONS: dict[str, type["Augmentation"]] = {}
-_PRIMARY_NAMES: list[str] = []
+AUGMENTATIONS = Registry(
+    "augmentation",
+    base=lambda: Augmentation,
+    hint="or a class_path block, e.g. --model.augment=gan_lightning.tricks.augment.DiffAugment "
+    "--model.augment.policy=color,translation.",
+)
 
 
 def register_augmentation(*names: str):
     """Class decorator that makes an augmentation selectable by short name (``--model.augment=NAME``)."""
-
-    def decorate(cls: type[Augmentation]) -> type[Augmentation]:
-        _PRIMARY_NAMES.append(names[0])
-        for name in names:
-            if name in _AUGMENTATIONS and _AUGMENTATIONS[name] is not cls:
-                raise ValueError(f"augmentation name {name!r} is already registered to {_AUGMENTATIONS[name].__name__}")
-            _AUGMENTATIONS[name] = cls
-        return cls
-
-    return decorate
+    return AUGMENTATIONS.register(*names)
 
 
 def available_augmentations() -> list[str]:
     """The main short name of every registered augmentation."""
-    return list(_PRIMARY_NAMES)
+    return AUGMENTATIONS.available()
 
 
 def build_augmentation(spec: "Augmentation | str | None") -> Optional["Augmentation"]:
     """Turn a short name, a class name, a class path or an instance into an augmentation (None: no augmentation)."""
-    if spec is None or isinstance(spec, Augmentation):
-        return spec
-    if isinstance(spec, type) and issubclass(spec, Augmentation):
-        return spec()
-    if isinstance(spec, str):
-        key = spec.strip().lower()
-        if key in ("", "none", "null"):
-            return None
-        if key in _AUGMENTATIONS:
-            return _AUGMENTATIONS[key]()
-        by_class_name = {cls.__name__.lower(): cls for cls in _AUGMENTATIONS.values()}
-        if key in by_class_name:
-            return by_class_name[key]()
-        if "." in spec:
-            module_name, _, class_name = spec.strip().rpartition(".")
-            try:
-                cls = getattr(importlib.import_module(module_name), class_name)
-            except (ImportError, AttributeError):
-                cls = None
-            if isinstance(cls, type) and issubclass(cls, Augmentation):
-                return cls()
-    raise ConfigurationError(
-        f"Unknown augmentation {spec!r}. Use one of: {', '.join(available_augmentations())}; or a class_path block, "
-        "e.g. --model.augment=gan_lightning.tricks.augment.DiffAugment --model.augment.policy=color,translation."
-    )
+    if spec is None or (isinstance(spec, str) and spec.strip().lower() in ("", "none", "null")):
+        return None
+    return AUGMENTATIONS.build(spec)
 
 
 class Augmentation(nn.Module):
