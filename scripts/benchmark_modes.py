@@ -104,18 +104,21 @@ def _mean_se(values: list[float]) -> str:
 
 def table(results: list[dict]) -> str:
     lines = [
-        "| config | mixture | modes captured | high quality % | reverse KL | runs with all modes & >96 % HQ | steps | CPU s / run |",
-        "|---|---|---|---|---|---|---|---|",
+        "| config | mixture | seeds | modes captured | high quality % | reverse KL | runs with all modes & >96 % HQ | "
+        "runs with reverse KL ≤ 0.1 | steps | CPU s / run |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     keys = sorted({(r["config"], r["mixture"]) for r in results}, key=lambda k: (k[1], list(CONFIGS).index(k[0])))
     for config, mixture in keys:
         rs = [r for r in results if r["config"] == config and r["mixture"] == mixture]
         total = 8 if mixture == "ring8" else 25
         perfect = sum(r["modes_captured"] == total and r["high_quality_percent"] > 96 for r in rs)
+        balanced = sum(r["reverse_kl"] <= 0.1 for r in rs)
+        seeds = ",".join(str(r["seed"]) for r in sorted(rs, key=lambda r: r["seed"]))
         lines.append(
-            f"| {config} | {mixture} | {_mean_se([r['modes_captured'] for r in rs])} | "
+            f"| {config} | {mixture} | {seeds} | {_mean_se([r['modes_captured'] for r in rs])} | "
             f"{_mean_se([r['high_quality_percent'] for r in rs])} | {_mean_se([r['reverse_kl'] for r in rs])} | "
-            f"{perfect}/{len(rs)} | {rs[0]['steps']} | {statistics.median(r['cpu_s'] for r in rs):.0f} |"
+            f"{perfect}/{len(rs)} | {balanced}/{len(rs)} | {rs[0]['steps']} | {statistics.median(r['cpu_s'] for r in rs):.0f} |"
         )
     lines += ["", "Published (VEEGAN, PacGAN and GDPP papers, Table 1 each):", "", "| method | ring8 modes | ring8 HQ % | grid25 modes | grid25 HQ % |", "|---|---|---|---|---|"]
     lines += [f"| {m} | {a} | {b} | {c} | {d} |" for m, a, b, c, d in PUBLISHED]

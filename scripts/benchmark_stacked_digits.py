@@ -35,6 +35,8 @@ PACKED = "gan_lightning.networks.PackedDiscriminator"
 #: name -> extra CLI options on top of the experiment: the same networks, data, optimizer and steps otherwise.
 CONFIGS: dict[str, list[str]] = {
     "dcgan": [],
+    # DiffAugment color,translation,cutout on everything D sees (Zhao et al. 2020)
+    "dcgan-diffaugment": ["--model.augment=diffaugment"],
     # PacGAN packing m = 2 (Lin et al. 2018): the discriminator sees pairs, so it is built for 2 x 3 channels
     "pacdcgan2": [
         f"--model.discriminator={PACKED}", "--model.discriminator.init_args.packing=2",
@@ -125,7 +127,7 @@ def main(
     """Train every config for every seed (``steps``: default the experiment's max_steps) and print the table.
 
     Args:
-        configs: among ``dcgan`` and ``pacdcgan2`` (options added to ``experiment``).
+        configs: among ``dcgan``, ``dcgan-diffaugment`` and ``pacdcgan2`` (options added to ``experiment``).
         override: extra CLI options for every run, e.g. ``--model.ema_decay=0.999``.
         num_samples: generated samples scored (26,000 in PacGAN Table 2).
         output: raw results (JSON, rewritten after every run); the per-run records go to ``<output stem>_records/``.

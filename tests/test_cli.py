@@ -163,3 +163,31 @@ def test_console_script_help(tmp_path):
     assert result.returncode == 0 and "sample" in result.stdout
     result = run_cli("sample", "--help", cwd=tmp_path)
     assert result.returncode == 0 and "--ckpt_path" in result.stdout and "--num_samples" in result.stdout
+
+
+@pytest.mark.parametrize("mode,shape", [("L", (20, 24)), ("RGB", (40, 40, 3))], ids=["grayscale", "rgb"])
+def test_small_images_experiment_trains_on_any_folder(mode, shape, tmp_path, monkeypatch, capsys):
+    """The start-here experiment, as its header says to run it, on a grayscale and on an RGB folder of odd sizes."""
+    import json
+
+    import numpy as np
+
+    monkeypatch.chdir(tmp_path)
+    rng = np.random.default_rng(0)
+    (tmp_path / "imgs").mkdir()
+    for i in range(40):
+        Image.fromarray(rng.integers(0, 255, shape, dtype=np.uint8), mode).save(tmp_path / "imgs" / f"{i}.png")
+    code = main([
+        "fit", "--config", str(ROOT / "experiments/small_images_32.yaml"), "--data.init_args.root", "imgs",
+        "--trainer.max_steps=3", "--data.init_args.batch_size=16", "--data.init_args.num_workers=0",
+        "--model.generator.init_args.width=8", "--model.discriminator.init_args.width=8",
+        # offline: score with the digits classifier's features instead of InceptionV3 (the last callback's options)
+        "--trainer.callbacks.feature_extractor=digits", "--trainer.callbacks.num_samples=32",
+    ])
+    assert code in (0, None), capsys.readouterr().err
+    run = tmp_path / "runs" / "small_images_32" / "version_0"
+    assert (run / "checkpoints" / "last.ckpt").is_file()
+    scores = json.loads((run / "evaluation" / "step_000000003.json").read_text())["scores"]
+    assert set(scores) >= {"fid", "kid"} and all(np.isfinite(v) for v in scores.values())
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    assert ckpt["hyper_parameters"]["augment"] == "diffaugment"

@@ -28,6 +28,23 @@ def test_digits_are_offline_images_in_range():
     assert DigitsDataModule(channels=3).data_shape == (3, 32, 32)
 
 
+def test_digits_subset_is_fixed_by_its_own_seed_and_checked():
+    full = DigitsDataModule(image_size=8).train_dataset.tensors[0]
+    a, b = DigitsDataModule(image_size=8, subset=100, seed=1), DigitsDataModule(image_size=8, subset=100, seed=2)
+    xa, xb = a.train_dataset.tensors[0], b.train_dataset.tensors[0]
+    assert xa.shape == (100, 1, 8, 8) and torch.equal(xa, xb)  # the training seed does not change the subset
+    rows = {tuple(row.flatten().tolist()) for row in full}
+    assert all(tuple(row.flatten().tolist()) in rows for row in xa)  # real digits, not resampled ones
+    other = DigitsDataModule(image_size=8, subset=100, subset_seed=1).train_dataset.tensors[0]
+    assert not torch.equal(xa, other)
+    assert len(set(DigitsDataModule(image_size=8, subset=500).train_dataset.tensors[1].tolist())) == 10
+    for bad in (0, 1798):
+        with pytest.raises(ConfigurationError, match="subset must be between 1 and 1797"):
+            DigitsDataModule(subset=bad)
+    with pytest.raises(ConfigurationError, match="fewer than one generator step needs"):
+        DigitsDataModule(image_size=8, subset=10, batch_size=64).train_dataloader()
+
+
 def test_ring8_has_eight_distinct_modes_on_the_unit_circle():
     modes, std = mixture_modes("ring8")
     assert modes.shape == (8, 2) and std == 0.01

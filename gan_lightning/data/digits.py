@@ -5,12 +5,17 @@ scikit-learn ships the images inside the package, so the default experiment need
 
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset, TensorDataset
 
 from gan_lightning.data.base import GANDataModule
 from gan_lightning.errors import ConfigurationError
+
+#: images in scikit-learn's digits (UCI optdigits test set)
+NUM_DIGITS = 1797
 
 
 def load_digits_tensor(image_size: int = 32, channels: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
@@ -29,13 +34,31 @@ def load_digits_tensor(image_size: int = 32, channels: int = 1) -> tuple[torch.T
     return images, torch.as_tensor(digits.target, dtype=torch.long)
 
 
-class DigitsDataModule(GANDataModule):
-    """scikit-learn digits resized to ``image_size`` (bilinear), grayscale or repeated to RGB."""
+def subset_indices(total: int, size: int, seed: int) -> torch.Tensor:
+    """A fixed random subset of ``size`` of ``total`` indices, sorted; the same for a given seed on every machine."""
+    return torch.randperm(total, generator=torch.Generator().manual_seed(seed))[:size].sort().values
 
-    def __init__(self, image_size: int = 32, channels: int = 1, batch_size: int = 64, num_workers: int = 0, seed: int = 0):
+
+class DigitsDataModule(GANDataModule):
+    """scikit-learn digits resized to ``image_size`` (bilinear), grayscale or repeated to RGB.
+
+    ``subset``: train on a fixed random subset of that many of the 1,797 digits (drawn with ``subset_seed``, the same
+    subset whatever the training seed), to study the limited-data regime of Karras et al. 2020 offline.
+    """
+
+    def __init__(self, image_size: int = 32, channels: int = 1, batch_size: int = 64, num_workers: int = 0, seed: int = 0,
+                 subset: Optional[int] = None, subset_seed: int = 0):
         super().__init__(batch_size=batch_size, num_workers=num_workers, seed=seed)
+        if subset is not None and not 1 <= subset <= NUM_DIGITS:
+            raise ConfigurationError(f"subset must be between 1 and {NUM_DIGITS} (the number of digits), got {subset}; "
+                                     "leave it unset (null) to train on all of them.")
         self.image_size, self.channels = image_size, channels
+        self.subset, self.subset_seed = subset, subset_seed
         self.num_classes = 10
 
     def build_train_dataset(self) -> Dataset:
-        return TensorDataset(*load_digits_tensor(self.image_size, self.channels))
+        images, labels = load_digits_tensor(self.image_size, self.channels)
+        if self.subset is not None:
+            keep = subset_indices(len(images), self.subset, self.subset_seed)
+            images, labels = images[keep], labels[keep]
+        return TensorDataset(images, labels)

@@ -1,0 +1,138 @@
+"""Limited digits: the default DCGAN on 100, 500 and all 1,797 digits, without and with discriminator augmentation.
+
+The limited-data experiment of Karras et al. 2020 (StyleGAN2-ADA, Fig. 1/4) and Zhao et al. 2020 (DiffAugment,
+Table 3) on scikit-learn's digits, offline. One ``python -m gan_lightning sweep`` of ``experiments/default.yaml``
+(the default DCGAN, 1,500 generator steps of batch 64, so every run sees the same number of real images) over
+``--data.init_args.subset`` (a fixed random subset of the digits, ``subset_seed`` 0, the same for every training seed)
+× ``--model.augment`` (none, DiffAugment color,translation,cutout, ADA bgc with adaptive p at the paper's target 0.6
+and speed 500k images), with the seeds as its runs.
+
+Protocol (also written into each run's evaluation record): at the end of fit, 5,000 samples of the raw generator
+(the default experiment keeps no EMA) with latent seed 10,000 are scored against **all 1,797 digits** (not the
+training subset): ``fid`` = the Fréchet distance between Gaussians fitted to the 128-d penultimate features of the
+digits classifier (``feature_extractor: digits``, seed 0; gan_lightning/metrics/digits_classifier.py), and
+``modes_captured`` = digit classes (of 10) the classifier assigns at least one sample to, ``reverse_kl`` = KL(class
+histogram || uniform). The table gives mean ± standard error over seeds and the CPU time of one run's fit.
+
+    python scripts/benchmark_limited_digits.py                                     # 3 sizes x 3 augmentations x seeds 0-2
+    python scripts/benchmark_limited_digits.py --subsets 100 --augments none diffaugment --seeds 0 --steps 300
+    python scripts/benchmark_limited_digits.py --table a.json b.json
+
+Runs live in ``--root`` (default runs/benchmark_limited_digits/<name>/<combination>/seed_<k>/, with report.md);
+the same command again skips finished runs and resumes the others from their last checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import statistics
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+EXPERIMENT = "experiments/default.yaml"
+
+#: --model.augment value of each augmentation row
+AUGMENTS = {"none": "null", "diffaugment": "diffaugment", "ada": "ada"}
+ALL_DIGITS = '{"class_path": "gan_lightning.data.DigitsDataModule", "init_args": {"image_size": 32, "channels": 1}}'
+
+#: every run: a checkpoint (for resume) and one evaluation at the end of fit
+RUN_OPTIONS = [
+    "--trainer.callbacks=[]",
+    "--trainer.callbacks+=gan_lightning.callbacks.GANCheckpoint",
+    "--trainer.callbacks.every_n_train_steps=500", "--trainer.callbacks.save_last=true",
+    "--trainer.callbacks+=gan_lightning.callbacks.GANEvaluation",
+    "--trainer.callbacks.every_n_steps=0", "--trainer.callbacks.num_samples=5000", "--trainer.callbacks.seed=10000",
+    "--trainer.callbacks.metrics=[fid]", "--trainer.callbacks.feature_extractor=digits",
+    "--trainer.callbacks.mode_classifier=digits", f"--trainer.callbacks.reference={ALL_DIGITS}",
+    "--trainer.callbacks.batch_size=500", "--trainer.callbacks.show_progress_after=null",
+    "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false",
+    "--trainer.accelerator=cpu", "--trainer.devices=1",
+]
+METRICS = ("fid", "modes_captured", "reverse_kl")
+
+
+def run_sweep(subsets: list[str], augments: list[str], seeds: list[int], steps: int | None, jobs: int, root: str,
+              extra: tuple[str, ...]) -> list[dict]:
+    """One sweep (subset x augmentation, the seeds as runs); each finished run's scores and costs."""
+    from gan_lightning.commands.sweep import sweep
+    from gan_lightning.commands.sweep_report import DEFAULT_SCALARS, sweep_report
+
+    options = [*extra, *RUN_OPTIONS] + ([f"--trainer.max_steps={steps}"] if steps is not None else [])
+    grid = [f"data.init_args.subset={','.join(subsets)}", f"model.augment={','.join(AUGMENTS[a] for a in augments)}"]
+    name = f"limited_digits-{steps or 'default'}"
+    sweep_dir = sweep(config=str(ROOT / EXPERIMENT), seeds=",".join(map(str, seeds)), grid=grid, name=name, root=root,
+                      jobs=jobs, fit_options=options)
+    sweep_report(str(sweep_dir), scalars=[*DEFAULT_SCALARS, "augment_p"])  # the report, with ADA's final p
+    report = json.loads((sweep_dir / "report.json").read_text())
+    plan = json.loads((sweep_dir / "sweep_plan.json").read_text())
+    values = {c["name"]: c["overrides"] for c in plan["combinations"]}
+    by_value = {v: k for k, v in AUGMENTS.items()}
+    results = []
+    for run in report["runs"]:
+        if run["status"] != "finished" or run["seed"] not in seeds:
+            continue
+        combo = values[run["combination"]]
+        subset = combo["data.init_args.subset"]
+        results.append({
+            "images": 1797 if subset == "null" else int(subset), "augment": by_value[combo["model.augment"]],
+            "seed": run["seed"], "steps": run["step"], "cpu_s": run["cpu_s"], "wall_s": run["wall_s"],
+            **{m: float(run["metrics"][m]) for m in METRICS},
+            "augment_p": float(run["metrics"].get("augment_p", 0.0)),
+        })
+    return results
+
+
+def _mean_se(values: list[float], digits: int = 2) -> str:
+    finite = [v for v in values if math.isfinite(v)]
+    if not finite:
+        return "inf"
+    mean = statistics.fmean(finite)
+    se = statistics.stdev(finite) / math.sqrt(len(finite)) if len(finite) > 1 else 0.0
+    return f"{mean:.{digits}f} ± {se:.{digits}f}"
+
+
+def table(results: list[dict]) -> str:
+    lines = ["| training images | augmentation | Fréchet distance (digits features) ↓ | classes covered (of 10) | class KL | "
+             "final ADA p | seeds | steps | CPU s / run |", "|---|---|---|---|---|---|---|---|---|"]
+    keys = sorted({(r["images"], r["augment"]) for r in results}, key=lambda k: (k[0], list(AUGMENTS).index(k[1])))
+    for images, augment in keys:
+        rs = [r for r in results if r["images"] == images and r["augment"] == augment]
+        p = _mean_se([r["augment_p"] for r in rs]) if augment == "ada" else "-"
+        lines.append(f"| {images} | {augment} | {_mean_se([r['fid'] for r in rs])} | {_mean_se([r['modes_captured'] for r in rs], 1)} | "
+                     f"{_mean_se([r['reverse_kl'] for r in rs], 3)} | {p} | {len(rs)} | {rs[0]['steps']} | "
+                     f"{statistics.median(r['cpu_s'] for r in rs):.0f} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--subsets", nargs="+", default=["100", "500", "all"], help="training set sizes (all = 1,797)")
+    parser.add_argument("--augments", nargs="+", default=list(AUGMENTS), choices=list(AUGMENTS))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--steps", type=int, default=None, help="generator steps (default: the experiment's 1,500)")
+    parser.add_argument("--jobs", type=int, default=2, help="runs in parallel (the sweep divides the CPU threads between them)")
+    parser.add_argument("--root", default="runs/benchmark_limited_digits", help="where the sweep keeps its runs")
+    parser.add_argument("--output", default="benchmark_limited_digits.json", help="raw results (JSON)")
+    parser.add_argument("--override", action="append", default=[], help="extra CLI option for every run (repeatable)")
+    parser.add_argument("--table", nargs="+", default=None, metavar="JSON", help="train nothing: print the table of these --output files")
+    args = parser.parse_args()
+    if args.table:
+        print(table([r for path in args.table for r in json.loads(Path(path).read_text())]))
+        return
+    subsets = ["null" if s == "all" else str(int(s)) for s in args.subsets]
+    print(f"{len(subsets) * len(args.augments) * len(args.seeds)} runs on {platform.processor() or platform.machine()}, "
+          f"{os.cpu_count()} CPUs, {args.jobs} at a time", flush=True)
+    results = run_sweep(subsets, args.augments, args.seeds, args.steps, args.jobs, args.root, tuple(args.override))
+    Path(args.output).write_text(json.dumps(results, indent=1))
+    print()
+    print(table(results))
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT))
+    main()
