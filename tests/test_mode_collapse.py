@@ -161,6 +161,16 @@ def test_bad_options_say_how_to_fix_them(kwargs, fragment):
 
 
 # ---------------------------------------------------------------------- remedies
+def test_stateful_regularizers_are_refused_where_their_state_would_not_be_checkpointed():
+    from gan_lightning.regularizers import LeCamRegularizer
+    from gan_lightning.variants.gman import PerDiscriminatorRegularizer
+
+    with pytest.raises(ConfigurationError, match="AddRegularizer cannot add LeCamRegularizer during training.*model.regularizers"):
+        AddRegularizer(LeCamRegularizer())
+    with pytest.raises(ConfigurationError, match="PerDiscriminatorRegularizer cannot wrap LeCamRegularizer"):
+        PerDiscriminatorRegularizer(LeCamRegularizer())
+
+
 def test_remedies_do_not_stack():
     module = tiny_gan()
     remedy = AddRegularizer(ModeSeekingRegularizer())

@@ -23,7 +23,7 @@ from lightning.pytorch import LightningModule
 from gan_lightning.config_repr import ConfigRepr
 from gan_lightning.tricks.discriminator_inputs import DiscriminatorInputTransform
 from gan_lightning.errors import ConfigurationError
-from gan_lightning.regularizers import Regularizer
+from gan_lightning.regularizers import Regularizer, StatefulRegularizer
 
 
 class Remedy(ConfigRepr):
@@ -53,6 +53,13 @@ class AddRegularizer(Remedy):
             )
         if regularizer.phase not in ("discriminator", "generator"):
             raise ConfigurationError(f"{regularizer!r}: phase must be 'discriminator' or 'generator', got {regularizer.phase!r}")
+        if isinstance(regularizer, StatefulRegularizer):
+            # its buffers would not be in the module built from the config, so a checkpoint could not carry them
+            raise ConfigurationError(
+                f"AddRegularizer cannot add {type(regularizer).__name__} during training: it keeps state across steps, "
+                "which checkpoints carry only for regularizers the module was built with. Put it in "
+                "model.regularizers from the start instead."
+            )
         self.regularizer = regularizer
 
     def apply(self, pl_module: LightningModule) -> str:

@@ -39,7 +39,7 @@ from gan_lightning.errors import ConfigurationError
 from gan_lightning.losses import AdversarialLoss, build_loss, register_loss
 from gan_lightning.networks.interface import num_classes_of
 from gan_lightning.runtime import internals
-from gan_lightning.regularizers import Regularizer, RegularizerContext
+from gan_lightning.regularizers import Regularizer, RegularizerContext, StatefulRegularizer
 
 _INIT = "--model.discriminator.init_args"
 
@@ -174,6 +174,12 @@ class PerDiscriminatorRegularizer(Regularizer):
     def __init__(self, regularizer: Regularizer, columns: Optional[list[int]] = None):
         if not isinstance(regularizer, Regularizer):
             raise ConfigurationError(f"PerDiscriminatorRegularizer wraps a Regularizer, got {type(regularizer).__name__}.")
+        if isinstance(regularizer, StatefulRegularizer):
+            # one state (e.g. LeCam's anchors) would mix the columns, and the wrapper's state is not checkpointed
+            raise ConfigurationError(
+                f"PerDiscriminatorRegularizer cannot wrap {type(regularizer).__name__}: it keeps state across steps, "
+                "which would be shared by all discriminators. Add it to model.regularizers unwrapped."
+            )
         if columns is not None and (not columns or any(not isinstance(c, int) or c < 0 for c in columns)):
             raise ConfigurationError(f"PerDiscriminatorRegularizer: columns must be a non-empty list of column indices or null, got {columns!r}.")
         self.regularizer = regularizer
