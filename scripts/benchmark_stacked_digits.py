@@ -37,6 +37,8 @@ CONFIGS: dict[str, list[str]] = {
     "dcgan": [],
     # DiffAugment color,translation,cutout on everything D sees (Zhao et al. 2020)
     "dcgan-diffaugment": ["--model.augment=diffaugment"],
+    # the nearest-neighbour (Kozachenko-Leonenko) entropy term on G's samples, at its default weight 1
+    "dcgan-entropy": ["--model.regularizers+=gan_lightning.regularizers.NearestNeighbourEntropyRegularizer"],
     # PacGAN packing m = 2 (Lin et al. 2018): the discriminator sees pairs, so it is built for 2 x 3 channels
     "pacdcgan2": [
         f"--model.discriminator={PACKED}", "--model.discriminator.init_args.packing=2",
