@@ -7,6 +7,7 @@ removes the attribute, the test fails with ``PrivateAPIChanged`` naming it, befo
 from __future__ import annotations
 
 import inspect
+from pathlib import Path
 
 import pytest
 import torch
@@ -102,3 +103,23 @@ def test_fused_tensor_list_kernels_and_the_compile_wrapper():
     assert [float(n) for n in internals.foreach_norm([torch.tensor([3.0, 4.0])])] == [5.0]
     net = torch.nn.Linear(2, 2)
     assert internals.compiled_original(torch.compile(net)) is net and internals.compiled_original(net) is None
+
+
+def test_cache_folders_follow_torch_home_as_torch_hub_does(monkeypatch, tmp_path):
+    """gan_lightning.runtime.cache_dirs re-implements torch.hub's documented home lookup without its private
+    helper; this checks the two agree, so every cache lands where torch.hub's downloads do."""
+    import torch.hub
+
+    from gan_lightning.runtime import cache_dirs
+
+    monkeypatch.delenv("GAN_LIGHTNING_CACHE", raising=False)
+    for torch_home, xdg in ((str(tmp_path / "th"), None), (None, str(tmp_path / "xdg")), (None, None)):
+        for name, value in (("TORCH_HOME", torch_home), ("XDG_CACHE_HOME", xdg)):
+            if value is None:
+                monkeypatch.delenv(name, raising=False)
+            else:
+                monkeypatch.setenv(name, value)
+        assert cache_dirs.torch_home() == Path(torch.hub._get_torch_home()).expanduser()
+        assert cache_dirs.default_cache_dir("image_cache") == cache_dirs.torch_home() / "gan_lightning" / "image_cache"
+    monkeypatch.setenv("GAN_LIGHTNING_CACHE", str(tmp_path / "mine"))
+    assert cache_dirs.default_cache_dir("classifiers") == tmp_path / "mine"

@@ -33,9 +33,10 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from gan_lightning.errors import ConfigurationError
+from gan_lightning.runtime import cache_dirs
 
 CACHE_MODES = ("auto", "memory", "disk", "off")
-CACHE_ENV = "GAN_LIGHTNING_CACHE"
+CACHE_ENV = cache_dirs.CACHE_ENV
 #: ``auto`` keeps the decoded set in memory up to this size (1 GiB: 330,000 RGB images at 32x32, 87,000 at 64x64).
 DEFAULT_MEMORY_BUDGET_MB = 1024.0
 FORMAT_VERSION = 1
@@ -44,9 +45,7 @@ FORMAT_VERSION = 1
 def default_cache_dir() -> Path:
     """``$GAN_LIGHTNING_CACHE`` (shared with the real-features cache; the file names differ) or
     ``$TORCH_HOME/gan_lightning/image_cache``."""
-    if os.environ.get(CACHE_ENV):
-        return Path(os.environ[CACHE_ENV]).expanduser()
-    return Path(torch.hub._get_torch_home()) / "gan_lightning" / "image_cache"
+    return cache_dirs.default_cache_dir("image_cache")
 
 
 def check_cache_options(mode: str, memory_budget_mb: float, cache_dir: Optional[str]) -> tuple[str, float, Optional[str]]:

@@ -37,8 +37,9 @@ from torch import Tensor, nn
 from gan_lightning.errors import ConfigurationError
 from gan_lightning.metrics.features import FeatureExtractor, Features
 from gan_lightning.metrics.weights import module_sha256
+from gan_lightning.runtime import cache_dirs
 
-CACHE_ENV = "GAN_LIGHTNING_CACHE"
+CACHE_ENV = cache_dirs.CACHE_ENV
 FORMAT_VERSION = 1
 IMAGE_SIZE = 32
 FEATURE_DIM = 128
@@ -57,9 +58,7 @@ RECIPE: dict[str, Any] = {
 
 
 def default_cache_dir() -> Path:
-    if os.environ.get(CACHE_ENV):
-        return Path(os.environ[CACHE_ENV]).expanduser()
-    return Path(torch.hub._get_torch_home()) / "gan_lightning" / "classifiers"
+    return cache_dirs.default_cache_dir("classifiers")
 
 
 def _recipe_hash() -> str:

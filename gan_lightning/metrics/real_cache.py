@@ -20,16 +20,15 @@ import torch
 from gan_lightning.errors import ConfigurationError
 from gan_lightning.metrics.features import Features
 from gan_lightning.runtime.trust import load_file
+from gan_lightning.runtime import cache_dirs
 
-CACHE_ENV = "GAN_LIGHTNING_CACHE"
+CACHE_ENV = cache_dirs.CACHE_ENV
 FORMAT_VERSION = 1
 
 
 def default_cache_dir() -> Path:
     """``$GAN_LIGHTNING_CACHE`` or ``$TORCH_HOME/gan_lightning/real_features``."""
-    if os.environ.get(CACHE_ENV):
-        return Path(os.environ[CACHE_ENV]).expanduser()
-    return Path(torch.hub._get_torch_home()) / "gan_lightning" / "real_features"
+    return cache_dirs.default_cache_dir("real_features")
 
 
 def cache_key(key_fields: dict[str, Any]) -> str:
