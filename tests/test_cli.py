@@ -190,4 +190,4 @@ def test_small_images_experiment_trains_on_any_folder(mode, shape, tmp_path, mon
     scores = json.loads((run / "evaluation" / "step_000000003.json").read_text())["scores"]
     assert set(scores) >= {"fid", "kid"} and all(np.isfinite(v) for v in scores.values())
     ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
-    assert ckpt["hyper_parameters"]["augment"] == "diffaugment"
+    assert ckpt["hyper_parameters"]["augment"] == "ada" and "augment.p" in ckpt["state_dict"]
