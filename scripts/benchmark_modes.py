@@ -29,7 +29,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 #: name -> (experiment file with {mixture} in it, extra CLI options). Every config shares the networks, batch size,
 #: optimizer and number of steps of the shipped ``{mixture}_all_modes`` experiment; only the loss and the tricks change.
-PLAIN = ["--model.ema_decay=null", "--model.generator_scheduler=null", "--model.discriminator_scheduler=null"]
+#: the rows other than "best" leave out the shipped file's tricks (EMA, decay, mode seeking)
+PLAIN = ["--model.ema_decay=null", "--model.generator_scheduler=null", "--model.discriminator_scheduler=null",
+         "--model.regularizers=[]"]
 CONFIGS: dict[str, tuple[str, list[str]]] = {
     "nonsaturating": ("experiments/{mixture}_all_modes.yaml", PLAIN),
     # WGAN-GP with the settings of its paper's toy experiments (Gulrajani et al. 2017, gan_toy.py: lambda 0.1 on 2D

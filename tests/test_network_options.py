@@ -221,7 +221,10 @@ def test_conditional_discriminators_depend_on_the_label(make, shape):
     x = _randn(shape)
     a, b = d(x, torch.zeros(4, dtype=torch.long)), d(x, torch.ones(4, dtype=torch.long))
     assert a.shape == (4,)
-    assert (a - b).abs().min() > 1e-5
+    # every sample's score moves with the label, by a share of the score's own size (at init D's scores are ~1e-3,
+    # so an absolute threshold would test the initialisation, not the conditioning)
+    assert (a != b).all()
+    assert (a - b).abs().mean() > 0.02 * a.abs().mean()
     with pytest.raises(ValueError, match="requires class labels"):
         d(x)
     with pytest.raises(ValueError, match="LongTensor"):
