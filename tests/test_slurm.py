@@ -226,7 +226,7 @@ def test_sweep_job_array_task_preempted_requeues_alone_and_the_report_is_complet
     assert f"SlurmRequeue: requeued job {task}" in log, diag
     first, second = log.split("sweep: resuming from checkpoints/last.ckpt")
     assert "sweep: new run" in first and f"--ckpt_path last: resuming from {last}" in second, diag
-    assert sorted(p.name for p in (sweep_dir / "base").iterdir()) == ["seed_0", "seed_1", "seed_2"], diag
+    assert sorted(p.name for p in (sweep_dir / "base").iterdir()) == ["planned_config.yaml", "seed_0", "seed_1", "seed_2"], diag
 
     report = json.loads((sweep_dir / "report.json").read_text())
     (combo,) = report["combinations"]

@@ -90,7 +90,7 @@ def test_local_sweep_layout_and_report_match_the_runs(reference):
     assert sorted(p.name for p in sweep_dir.iterdir() if p.is_dir()) == ["hparams", "loss=hinge", "loss=nonsaturating"]
     for run in RUNS:
         run_dir = sweep_dir / run
-        assert sorted(p.name for p in (run_dir.parent).iterdir()) == ["seed_0", "seed_1"]
+        assert sorted(p.name for p in (run_dir.parent).iterdir()) == ["planned_config.yaml", "seed_0", "seed_1"]
         config = yaml.safe_load((run_dir / "config.yaml").read_text())  # the resolved config, saved by fit
         assert config["seed_everything"] == int(run[-1])
         assert config["model"]["loss"] == run.split("/")[0].removeprefix("loss=")
@@ -263,6 +263,32 @@ def test_a_planned_combination_keeps_its_configuration(reference, monkeypatch):
     with pytest.raises(ConfigurationError, match="was planned with another configuration") as err:
         sweep_cmd.sweep(config="tiny_ring8.yaml", seeds="0-1", grid=[GRID], jobs=2, fit_options=["--model.n_critic=3"])
     assert "(model.n_critic: 1 when planned, 3 now)" in str(err.value)
+
+
+def test_runs_train_what_was_planned_even_if_the_experiment_file_is_edited(tmp_path, monkeypatch):
+    """Runs that start after the experiment file was edited still train the planned configuration."""
+    monkeypatch.chdir(tmp_path)
+    config = _config(tmp_path / "tiny_ring8.yaml")
+    started: list[dict] = []
+    monkeypatch.setattr(sweep_cmd, "run_local", lambda sweep_dir, runs, jobs: started.extend(runs) or {})
+    sweep_dir = sweep_cmd.sweep(config="tiny_ring8.yaml", seeds="0-1", grid=["model.n_critic=1,2"], report=False)
+    assert [r["dir"] for r in started] == ["n_critic=1/seed_0", "n_critic=1/seed_1", "n_critic=2/seed_0", "n_critic=2/seed_1"]
+
+    edited = yaml.safe_load(config.read_text())
+    edited["model"]["loss"] = "hinge"
+    edited["trainer"]["max_steps"] = 7
+    config.write_text(yaml.safe_dump(edited))  # e.g. the next experiment being prepared while the sweep runs
+    for run in started:
+        assert run["fit_args"][:2] == ["--config", str(sweep_dir.resolve() / run["combination"] / "planned_config.yaml")]
+        fit = sweep_cmd.resolve_fit_config(run["fit_args"])  # what `fit` parses when the run starts now
+        assert fit["model"]["loss"] == "nonsaturating" and fit["trainer"]["max_steps"] == MAX_STEPS
+        assert fit["model"]["n_critic"] == int(run["combination"][-1]) and fit["seed_everything"] == run["seed"]
+    plan = json.loads((sweep_dir / "sweep_plan.json").read_text())
+    assert [c["config_file"] for c in plan["combinations"]] == ["n_critic=1/planned_config.yaml", "n_critic=2/planned_config.yaml"]
+    assert all("_snapshot" not in c for c in plan["combinations"])
+    # resuming with the edited file is refused as before (the combination would not be the same runs)
+    with pytest.raises(ConfigurationError, match="was planned with another configuration"):
+        sweep_cmd.sweep(config="tiny_ring8.yaml", seeds="0-1", grid=["model.n_critic=1,2"], report=False)
 
 
 def test_report_of_a_directory_without_plan_is_a_clear_error(tmp_path):

@@ -6,6 +6,7 @@ Large-Scale Study"), so a comparison needs several seeds and an error bar. Each 
 in its own process, with the same options, logs, checkpoints and evaluation as a run started by hand. Layout::
 
     <root>/<name>/sweep_plan.json            every planned run: combination, seed, fit options (Slurm tasks read it)
+    <root>/<name>/<combination>/planned_config.yaml   the combination's resolved config when planned: its runs' --config
     <root>/<name>/<combination>/seed_<k>/    one run = its TensorBoard logger's version directory
         config.yaml  checkpoints/last.ckpt  events.out.tfevents.*  evaluation/step_*.json   (written by fit)
         run_record.json    written by the run itself once it has trained to its end (RunRecord callback)
@@ -42,6 +43,8 @@ from gan_lightning.errors import ConfigurationError, GANLightningError
 from gan_lightning.metrics.record import write_record
 
 PLAN_FILE = "sweep_plan.json"
+#: per combination: its resolved configuration at plan time, which its runs read instead of the experiment file
+SNAPSHOT_FILE = "planned_config.yaml"
 LOCK_FILE = ".sweep.lock"
 ATTEMPT_HEADER = "=== gan_lightning sweep:"
 NO_GRID_COMBINATION = "base"
@@ -236,6 +239,44 @@ def _check_run_layout(resolved: dict[str, Any], config: str) -> list[str]:
     return extra
 
 
+def _snapshot(resolved: dict[str, Any], identity: dict[str, Any], name: str, config: str) -> Optional[str]:
+    """The combination's resolved config as a YAML file's text, which its runs then read instead of the experiment
+    file: a sweep runs what was planned even when the experiment file is edited while runs are still waiting.
+
+    Kept only if it reads back to the same configuration; otherwise (None) the runs read the experiment file and its
+    options, as ``fit`` would."""
+    import tempfile
+
+    text = ("# The resolved configuration of this sweep combination when it was planned. Every run of the combination\n"
+            "# reads this file (plus its seed and run directory), not the experiment file, so editing the experiment\n"
+            "# during the sweep changes nothing. Written by `python -m gan_lightning sweep`.\n"
+            + yaml.safe_dump(resolved, sort_keys=False))
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / SNAPSHOT_FILE
+        path.write_text(text)
+        try:
+            same = _identity(resolve_fit_config(["--config", str(path)])) == identity
+        except Exception:  # noqa: BLE001 - a config the dump does not round-trip: fall back to the original
+            same = False
+    if not same:
+        print(f"sweep: note: the configuration of {name} does not read back from a resolved copy; its runs read {config} "
+              "when they start, so do not edit that file until the sweep has ended.", file=sys.stderr)
+        return None
+    return text
+
+
+def write_snapshots(plan: dict[str, Any], sweep_dir: Path) -> None:
+    """Write each combination's planned config once; a planned one is kept (its identity was checked unchanged)."""
+    for combo in plan["combinations"]:
+        text = combo.pop("_snapshot", None)
+        path = sweep_dir / combo["name"] / SNAPSHOT_FILE
+        if text is not None and not path.is_file():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(path.name + ".tmp")
+            tmp.write_text(text)
+            os.replace(tmp, path)
+
+
 def _keeps_last_checkpoint(resolved: dict[str, Any]) -> bool:
     callbacks = (resolved.get("trainer") or {}).get("callbacks") or []
     return any(((cb or {}).get("init_args") or {}).get("save_last") for cb in callbacks)
@@ -285,7 +326,10 @@ def plan_sweep(
             resolved = resolve_fit_config([*base_args, *options])
         except Exception as err:  # noqa: BLE001
             raise ConfigurationError(f"--grid combination {name}: {_one_line(err)}") from err
-        combos.append({"name": name, "overrides": overrides, "options": options, "identity": _identity(resolved)})
+        identity = _identity(resolved)
+        snapshot = _snapshot(resolved, identity, name, config)
+        combos.append({"name": name, "overrides": overrides, "options": options, "identity": identity,
+                       "config_file": None if snapshot is None else f"{name}/{SNAPSHOT_FILE}", "_snapshot": snapshot})
     if not _keeps_last_checkpoint(base):
         print(f"sweep: note: {config} saves no last.ckpt (add gan_lightning.callbacks.GANCheckpoint with save_last: true); "
               "an interrupted run will start again from its first step.", file=sys.stderr)
@@ -296,8 +340,10 @@ def plan_sweep(
         for seed in seeds:
             version = f"seed_{seed}"
             run_dir = save_dir / combo["name"] / version
+            config_args = (["--config", str(save_dir / combo["config_file"])] if combo["config_file"] is not None
+                           else [*base_args, *combo["options"]])
             fit_args = [
-                *base_args, *combo["options"], *logger_args,
+                *config_args, *logger_args,
                 f"--trainer.logger.init_args.save_dir={save_dir}",
                 f"--trainer.logger.init_args.name={combo['name']}",
                 f"--trainer.logger.init_args.version={version}",
@@ -724,6 +770,7 @@ def sweep(
         finished_before = len(selected) - len(todo)
         print(f"sweep: {sweep_dir}: {len(new_plan['combinations'])} combination(s) x {len(seed_list)} seed(s) = "
               f"{len(selected)} runs; {finished_before} already finished", flush=True)
+        write_snapshots(plan, sweep_dir)
         write_record(plan, sweep_dir / PLAN_FILE)  # Slurm tasks read it
         statuses: dict[str, str] = {}
         if launcher == "slurm" and todo:
