@@ -16,6 +16,7 @@ histogram || uniform). The table gives mean ± standard error over seeds and the
 
     python scripts/benchmark_limited_digits.py                                     # 3 sizes x 3 augmentations x seeds 0-2
     python scripts/benchmark_limited_digits.py --subsets 100 --augments none diffaugment --seeds 0 --steps 300
+    python scripts/benchmark_limited_digits.py --subsets 100 --steps 6000 --eval-every 1500   # FD every 1,500 steps too
     python scripts/benchmark_limited_digits.py --table a.json b.json
 
 Runs live in ``--root`` (default runs/benchmark_limited_digits/<name>/<combination>/seed_<k>/, with report.md);
@@ -67,12 +68,14 @@ METRICS = ("fid", "modes_captured", "reverse_kl")
 
 
 def run_sweep(subsets: list[str], augments: list[str], seeds: list[int], steps: int | None, jobs: int, root: str,
-              extra: tuple[str, ...]) -> list[dict]:
+              extra: tuple[str, ...], eval_every: int = 0) -> list[dict]:
     """One sweep (subset x augmentation, the seeds as runs); each finished run's scores and costs."""
     from gan_lightning.commands.sweep import sweep
-    from gan_lightning.commands.sweep_report import DEFAULT_SCALARS, sweep_report
+    from gan_lightning.commands.sweep_report import DEFAULT_SCALARS, read_records, sweep_report
 
-    options = [*extra, *RUN_OPTIONS] + ([f"--trainer.max_steps={steps}"] if steps is not None else [])
+    run_options = [f"--trainer.callbacks.every_n_steps={eval_every}" if o == "--trainer.callbacks.every_n_steps=0" else o
+                   for o in RUN_OPTIONS]
+    options = [*extra, *run_options] + ([f"--trainer.max_steps={steps}"] if steps is not None else [])
     grid = [f"data.init_args.subset={','.join(subsets)}", f"model.augment={','.join(AUGMENTS[a] for a in augments)}"]
     name = f"limited_digits-{steps or 'default'}"
     sweep_dir = sweep(config=str(ROOT / EXPERIMENT), seeds=",".join(map(str, seeds)), grid=grid, name=name, root=root,
@@ -93,6 +96,7 @@ def run_sweep(subsets: list[str], augments: list[str], seeds: list[int], steps: 
             "seed": run["seed"], "steps": run["step"], "cpu_s": run["cpu_s"], "wall_s": run["wall_s"],
             **{m: float(run["metrics"][m]) for m in METRICS},
             "augment_p": float(run["metrics"].get("augment_p", 0.0)),
+            "fid_by_step": {step: scores["fid"] for step, scores in read_records(sweep_dir / run["dir"]).items()},
         })
     return results
 
@@ -119,12 +123,29 @@ def table(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def curve_table(results: list[dict]) -> str:
+    """Fréchet distance at every evaluated step (``--eval-every``), mean ± standard error over seeds."""
+    steps = sorted({int(step) for r in results for step in r.get("fid_by_step", {})})
+    if len(steps) < 2:
+        return ""
+    lines = ["| training images | augmentation | " + " | ".join(f"FD at {s:,}" for s in steps) + " | seeds |",
+             "|---|---|" + "---|" * len(steps) + "---|"]
+    keys = sorted({(r["images"], r["augment"]) for r in results}, key=lambda k: (k[0], list(AUGMENTS).index(k[1])))
+    for images, augment in keys:
+        rs = [r for r in results if r["images"] == images and r["augment"] == augment]
+        curves = [{int(k): v for k, v in r.get("fid_by_step", {}).items()} for r in rs]  # JSON keys are strings
+        cells = [_mean_se([c[s] for c in curves if s in c]) for s in steps]
+        lines.append(f"| {images} | {augment} | " + " | ".join(cells) + f" | {len(rs)} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--subsets", nargs="+", default=["100", "500", "all"], help="training set sizes (all = 1,797)")
     parser.add_argument("--augments", nargs="+", default=list(AUGMENTS), choices=list(AUGMENTS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--steps", type=int, default=None, help="generator steps (default: the experiment's 1,500)")
+    parser.add_argument("--eval-every", type=int, default=0, help="also score every N generator steps (0: only at the end)")
     parser.add_argument("--jobs", type=int, default=2, help="runs in parallel (the sweep divides the CPU threads between them)")
     parser.add_argument("--root", default="runs/benchmark_limited_digits", help="where the sweep keeps its runs")
     parser.add_argument("--output", default="benchmark_limited_digits.json", help="raw results (JSON)")
@@ -132,15 +153,19 @@ def main() -> None:
     parser.add_argument("--table", nargs="+", default=None, metavar="JSON", help="train nothing: print the table of these --output files")
     args = parser.parse_args()
     if args.table:
-        print(table([r for path in args.table for r in json.loads(Path(path).read_text())]))
+        results = [r for path in args.table for r in json.loads(Path(path).read_text())]
+        print(table(results))
+        print(curve_table(results))
         return
     subsets = ["null" if s == "all" else str(int(s)) for s in args.subsets]
     print(f"{len(subsets) * len(args.augments) * len(args.seeds)} runs on {platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} CPUs, {args.jobs} at a time", flush=True)
-    results = run_sweep(subsets, args.augments, args.seeds, args.steps, args.jobs, args.root, tuple(args.override))
+    results = run_sweep(subsets, args.augments, args.seeds, args.steps, args.jobs, args.root, tuple(args.override),
+                        args.eval_every)
     Path(args.output).write_text(json.dumps(results, indent=1))
     print()
     print(table(results))
+    print(curve_table(results))
 
 
 if __name__ == "__main__":

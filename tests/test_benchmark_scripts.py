@@ -53,3 +53,16 @@ def test_mode_benchmark_plain_rows_leave_out_the_shipped_tricks():
         assert (ROOT / experiment.format(mixture="ring8")).is_file(), name
         if name in ("nonsaturating", "wgan-gp", "hinge+sn"):
             assert "--model.regularizers=[]" in options and "--model.ema_decay=null" in options
+
+
+def test_limited_digits_curve_table_reads_results_back_from_json():
+    bench = _script("benchmark_limited_digits")
+    assert bench.run_sweep.__defaults__ == (0,)  # one evaluation at the end unless --eval-every
+    results = [{"images": 100, "augment": "none", "seed": 0, "fid_by_step": {1500: 44.0, 3000: 50.0}},
+               {"images": 100, "augment": "none", "seed": 1, "fid_by_step": {"1500": 46.0, "3000": 52.0}}]  # as JSON has it
+    lines = bench.curve_table(results).splitlines()
+    assert lines[0] == "| training images | augmentation | FD at 1,500 | FD at 3,000 | seeds |"
+    assert lines[2] == "| 100 | none | 45.00 ± 1.00 | 51.00 ± 1.00 | 2 |"
+    assert bench.curve_table([{**results[0], "fid_by_step": {1500: 44.0}}]) == ""  # one step: no curve
+    options = [o for o in bench.RUN_OPTIONS if "every_n_steps" in o]
+    assert options == ["--trainer.callbacks.every_n_steps=0"]  # what --eval-every replaces

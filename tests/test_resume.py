@@ -261,3 +261,21 @@ def test_resume_last_without_any_checkpoint_says_it_starts_fresh(tmp_path):
 def test_missing_checkpoint_path_is_a_clear_error(tmp_path):
     run = _fit(tmp_path, "--config", str(_config(tmp_path, None)), "--ckpt_path", str(tmp_path / "nope.ckpt"))
     assert run.returncode == 2 and "does not exist" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_a_copied_run_directory_resumes_into_its_own_last_ckpt(tmp_path):
+    """Lightning forgets ``last_model_path`` when the checkpoint folder moved and would write ``last-v1.ckpt``; the
+    next ``--ckpt_path last`` would then resume the stale ``last.ckpt``."""
+    first = _fit(tmp_path, "--config", str(_config(tmp_path, None)), "--trainer.max_steps=4")
+    assert first.returncode == 0, first.stderr[-3000:]
+    import shutil
+
+    shutil.copytree(tmp_path / "runs", tmp_path / "copy")  # e.g. a run directory moved to other storage
+    more = _fit(tmp_path, "--config", str(_config(tmp_path, None)), f"--trainer.logger.init_args.save_dir={tmp_path / 'copy'}",
+                "--ckpt_path", "last", "--trainer.max_steps=8")
+    assert more.returncode == 0, more.stderr[-3000:]
+    checkpoints = tmp_path / "copy/ring8/version_0/checkpoints"
+    assert f"resuming from {checkpoints / 'last.ckpt'}" in more.stderr
+    assert not list(checkpoints.glob("last-v*.ckpt"))
+    assert torch.load(checkpoints / "last.ckpt", weights_only=True)["global_step"] == 8
+    assert torch.load(tmp_path / "runs/ring8/version_0/checkpoints/last.ckpt", weights_only=True)["global_step"] == 4

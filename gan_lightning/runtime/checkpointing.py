@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 from typing import Any
 
 from lightning.pytorch import LightningModule, Trainer
@@ -75,6 +76,24 @@ class GANCheckpoint(ModelCheckpoint):
             if training_stops_after_this_step(trainer):
                 # The run's final state, with the loops still inside this epoch (see the module docstring).
                 internals.save_last_checkpoint(self, trainer)
+
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        super().on_train_start(trainer, pl_module)
+        self._keep_writing_the_resumed_last(trainer)
+
+    def _keep_writing_the_resumed_last(self, trainer: Trainer) -> None:
+        """A run resumed from the ``last.ckpt`` in its own checkpoint folder goes on writing that file.
+
+        Lightning restores ``last_model_path`` only when the folder is the one the checkpoint was written in; after
+        a run directory was copied or renamed it forgets it, finds ``last.ckpt`` "taken" and writes ``last-v1.ckpt``
+        beside it, so the next ``--ckpt_path last`` would resume the stale ``last.ckpt`` and lose the steps since."""
+        ckpt = trainer.ckpt_path
+        if not (self.save_last and ckpt and self.dirpath) or self.last_model_path:
+            return
+        path = Path(ckpt)
+        if (path.suffix == self.FILE_EXTENSION and path.stem.startswith(self.CHECKPOINT_NAME_LAST)
+                and path.parent.resolve() == Path(self.dirpath).resolve()):
+            self.last_model_path = os.path.join(self.dirpath, path.name)
 
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         # A run stopped where training_stops_after_this_step cannot see it (by validation, an epoch-end hook)
