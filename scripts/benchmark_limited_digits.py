@@ -35,7 +35,16 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-EXPERIMENT = "experiments/default.yaml"
+#: --experiment: the file and what makes it train on the digits subsets; ``small_images_32`` is the start-here
+#: experiment (Radford et al.'s DCGAN at width 64, latent 100) on one-channel digits, cut to the same 1,500 steps
+EXPERIMENTS = {
+    "default": ("experiments/default.yaml", []),
+    "small_images_32": ("experiments/small_images_32.yaml", [
+        "--data=gan_lightning.data.DigitsDataModule", "--data.init_args.image_size=32", "--data.init_args.channels=1",
+        "--data.init_args.num_workers=0", "--model.generator.init_args.channels=1", "--model.discriminator.init_args.channels=1",
+        "--trainer.max_steps=1500",
+    ]),
+}
 
 #: --model.augment value of each augmentation row: the papers' defaults, then variants for 8x8 digits at 32 px and
 #: short budgets (DiffAugment's cutout removes half of a digit; ADA at the paper's speed reaches only p ~ 0.1 in the
@@ -68,17 +77,18 @@ METRICS = ("fid", "modes_captured", "reverse_kl")
 
 
 def run_sweep(subsets: list[str], augments: list[str], seeds: list[int], steps: int | None, jobs: int, root: str,
-              extra: tuple[str, ...], eval_every: int = 0) -> list[dict]:
+              extra: tuple[str, ...], eval_every: int = 0, experiment: str = "default") -> list[dict]:
     """One sweep (subset x augmentation, the seeds as runs); each finished run's scores and costs."""
     from gan_lightning.commands.sweep import sweep
     from gan_lightning.commands.sweep_report import DEFAULT_SCALARS, read_records, sweep_report
 
     run_options = [f"--trainer.callbacks.every_n_steps={eval_every}" if o == "--trainer.callbacks.every_n_steps=0" else o
                    for o in RUN_OPTIONS]
-    options = [*extra, *run_options] + ([f"--trainer.max_steps={steps}"] if steps is not None else [])
+    config, adapt = EXPERIMENTS[experiment]
+    options = [*adapt, *extra, *run_options] + ([f"--trainer.max_steps={steps}"] if steps is not None else [])
     grid = [f"data.init_args.subset={','.join(subsets)}", f"model.augment={','.join(AUGMENTS[a] for a in augments)}"]
-    name = f"limited_digits-{steps or 'default'}"
-    sweep_dir = sweep(config=str(ROOT / EXPERIMENT), seeds=",".join(map(str, seeds)), grid=grid, name=name, root=root,
+    name = f"limited_digits-{'' if experiment == 'default' else experiment + '-'}{steps or 'default'}"
+    sweep_dir = sweep(config=str(ROOT / config), seeds=",".join(map(str, seeds)), grid=grid, name=name, root=root,
                       jobs=jobs, fit_options=options)
     sweep_report(str(sweep_dir), scalars=[*DEFAULT_SCALARS, "augment_p"])  # the report, with ADA's final p
     report = json.loads((sweep_dir / "report.json").read_text())
@@ -145,6 +155,8 @@ def main() -> None:
     parser.add_argument("--augments", nargs="+", default=list(AUGMENTS), choices=list(AUGMENTS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--steps", type=int, default=None, help="generator steps (default: the experiment's 1,500)")
+    parser.add_argument("--experiment", default="default", choices=list(EXPERIMENTS),
+                        help="default: experiments/default.yaml (width 32); small_images_32: the start-here DCGAN (width 64)")
     parser.add_argument("--eval-every", type=int, default=0, help="also score every N generator steps (0: only at the end)")
     parser.add_argument("--jobs", type=int, default=2, help="runs in parallel (the sweep divides the CPU threads between them)")
     parser.add_argument("--root", default="runs/benchmark_limited_digits", help="where the sweep keeps its runs")
@@ -161,7 +173,7 @@ def main() -> None:
     print(f"{len(subsets) * len(args.augments) * len(args.seeds)} runs on {platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} CPUs, {args.jobs} at a time", flush=True)
     results = run_sweep(subsets, args.augments, args.seeds, args.steps, args.jobs, args.root, tuple(args.override),
-                        args.eval_every)
+                        args.eval_every, args.experiment)
     Path(args.output).write_text(json.dumps(results, indent=1))
     print()
     print(table(results))

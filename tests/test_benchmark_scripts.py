@@ -57,7 +57,7 @@ def test_mode_benchmark_plain_rows_leave_out_the_shipped_tricks():
 
 def test_limited_digits_curve_table_reads_results_back_from_json():
     bench = _script("benchmark_limited_digits")
-    assert bench.run_sweep.__defaults__ == (0,)  # one evaluation at the end unless --eval-every
+    assert bench.run_sweep.__defaults__ == (0, "default")  # one evaluation at the end unless --eval-every
     results = [{"images": 100, "augment": "none", "seed": 0, "fid_by_step": {1500: 44.0, 3000: 50.0}},
                {"images": 100, "augment": "none", "seed": 1, "fid_by_step": {"1500": 46.0, "3000": 52.0}}]  # as JSON has it
     lines = bench.curve_table(results).splitlines()
@@ -66,3 +66,13 @@ def test_limited_digits_curve_table_reads_results_back_from_json():
     assert bench.curve_table([{**results[0], "fid_by_step": {1500: 44.0}}]) == ""  # one step: no curve
     options = [o for o in bench.RUN_OPTIONS if "every_n_steps" in o]
     assert options == ["--trainer.callbacks.every_n_steps=0"]  # what --eval-every replaces
+
+
+def test_limited_digits_runs_the_start_here_experiment_on_digits():
+    from gan_lightning.commands.sweep import resolve_fit_config
+
+    config, adapt = _script("benchmark_limited_digits").EXPERIMENTS["small_images_32"]
+    fit = resolve_fit_config(["--config", str(ROOT / config), *adapt, "--data.init_args.subset=100", "--model.augment=null"])
+    assert fit["data"]["class_path"] == "gan_lightning.data.DigitsDataModule" and fit["data"]["init_args"]["subset"] == 100
+    assert fit["data"]["init_args"]["num_workers"] == 0 and fit["trainer"]["max_steps"] == 1500
+    assert fit["model"]["generator"]["init_args"]["width"] == 64 and fit["model"]["discriminator"]["init_args"]["channels"] == 1

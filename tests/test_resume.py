@@ -279,3 +279,14 @@ def test_a_copied_run_directory_resumes_into_its_own_last_ckpt(tmp_path):
     assert not list(checkpoints.glob("last-v*.ckpt"))
     assert torch.load(checkpoints / "last.ckpt", weights_only=True)["global_step"] == 8
     assert torch.load(tmp_path / "runs/ring8/version_0/checkpoints/last.ckpt", weights_only=True)["global_step"] == 4
+
+
+def test_the_places_searched_for_last_ckpt_are_listed_once(tmp_path):
+    from gan_lightning.runtime.resume import find_last_checkpoint
+
+    run_dir = tmp_path / "sweep" / "loss=hinge" / "seed_0"  # a sweep run: logger version dir = default_root_dir
+    logger = {"class_path": "lightning.pytorch.loggers.TensorBoardLogger",
+              "init_args": {"save_dir": str(tmp_path / "sweep"), "name": "loss=hinge", "version": "seed_0"}}
+    newest, searched = find_last_checkpoint({"trainer": {"default_root_dir": str(run_dir), "logger": logger, "callbacks": []}})
+    assert newest is None and searched.count(run_dir / "checkpoints" / "last.ckpt") == 1
+    assert len(searched) == len(set(searched))

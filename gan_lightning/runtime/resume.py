@@ -61,6 +61,7 @@ def find_last_checkpoint(cfg: Any) -> tuple[Optional[Path], list[Path]]:
             searched.append(root / "*/checkpoints/last.ckpt")
     root_dir = Path(_get(trainer_cfg, "default_root_dir") or ".")
     searched += [root_dir / "checkpoints" / "last.ckpt", *sorted(root_dir.glob("lightning_logs/*/checkpoints/last.ckpt"))]
+    searched = list(dict.fromkeys(searched))  # a sweep run's logger version dir is its default_root_dir too
     existing = [p for p in searched if "*" not in str(p) and p.is_file()]
     newest = max(existing, key=lambda p: p.stat().st_mtime) if existing else None
     return newest, searched
