@@ -144,7 +144,7 @@ def curve_table(results: list[dict]) -> str:
     for images, augment in keys:
         rs = [r for r in results if r["images"] == images and r["augment"] == augment]
         curves = [{int(k): v for k, v in r.get("fid_by_step", {}).items()} for r in rs]  # JSON keys are strings
-        cells = [_mean_se([c[s] for c in curves if s in c]) for s in steps]
+        cells = [_mean_se([c[s] for c in curves if s in c]) if any(s in c for c in curves) else "–" for s in steps]
         lines.append(f"| {images} | {augment} | " + " | ".join(cells) + f" | {len(rs)} |")
     return "\n".join(lines)
 

@@ -289,6 +289,10 @@ def test_runs_train_what_was_planned_even_if_the_experiment_file_is_edited(tmp_p
     # resuming with the edited file is refused as before (the combination would not be the same runs)
     with pytest.raises(ConfigurationError, match="was planned with another configuration"):
         sweep_cmd.sweep(config="tiny_ring8.yaml", seeds="0-1", grid=["model.n_critic=1,2"], report=False)
+    # with the plan moved away the sweep is planned anew, and its runs read the edited configuration
+    (sweep_dir / "sweep_plan.json").rename(tmp_path / "old_plan.json")
+    sweep_cmd.sweep(config="tiny_ring8.yaml", seeds="0", grid=["model.n_critic=1"], report=False)
+    assert sweep_cmd.resolve_fit_config(started[-1]["fit_args"])["model"]["loss"] == "hinge"
 
 
 def test_report_of_a_directory_without_plan_is_a_clear_error(tmp_path):

@@ -266,11 +266,12 @@ def _snapshot(resolved: dict[str, Any], identity: dict[str, Any], name: str, con
 
 
 def write_snapshots(plan: dict[str, Any], sweep_dir: Path) -> None:
-    """Write each combination's planned config once; a planned one is kept (its identity was checked unchanged)."""
+    """Write each combination's planned config (under the sweep lock, after :func:`merge_plans` refused any change of a
+    planned combination). A file left by an earlier plan is replaced too: the plan may have been moved away."""
     for combo in plan["combinations"]:
         text = combo.pop("_snapshot", None)
         path = sweep_dir / combo["name"] / SNAPSHOT_FILE
-        if text is not None and not path.is_file():
+        if text is not None and not (path.is_file() and path.read_text() == text):
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_name(path.name + ".tmp")
             tmp.write_text(text)

@@ -16,6 +16,7 @@ longer run writes when it passes that step, so "stop at N, continue to M" is the
 from __future__ import annotations
 
 import os
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -91,9 +92,13 @@ class GANCheckpoint(ModelCheckpoint):
         if not (self.save_last and ckpt and self.dirpath) or self.last_model_path:
             return
         path = Path(ckpt)
-        if (path.suffix == self.FILE_EXTENSION and path.stem.startswith(self.CHECKPOINT_NAME_LAST)
-                and path.parent.resolve() == Path(self.dirpath).resolve()):
-            self.last_model_path = os.path.join(self.dirpath, path.name)
+        # last.ckpt, or a last-vN.ckpt an earlier version left: either way go on writing last.ckpt, the file
+        # `--ckpt_path last` resumes (a user's copy such as last_step5000.ckpt is not one of ours)
+        ours = (path.suffix == self.FILE_EXTENSION and re.fullmatch(rf"{re.escape(self.CHECKPOINT_NAME_LAST)}(-v\d+)?", path.stem)
+                and path.parent.resolve() == Path(self.dirpath).resolve())
+        # every rank must agree: Lightning's version-counter loop around last.ckpt calls a collective per iteration
+        if trainer.strategy.broadcast(bool(ours)):
+            self.last_model_path = os.path.join(self.dirpath, self.CHECKPOINT_NAME_LAST + self.FILE_EXTENSION)
 
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         # A run stopped where training_stops_after_this_step cannot see it (by validation, an epoch-end hook)
