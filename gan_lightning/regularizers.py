@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import inspect
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Callable, Iterator, Optional
 
 import torch
 from torch import Tensor, nn
@@ -53,6 +54,28 @@ class RegularizerContext:
     def generate(self, z: Tensor, labels: Optional[Tensor] = None) -> Tensor:
         """The generator's samples for latents ``z`` (given ``labels`` for a conditional generator)."""
         return self.generator(z) if labels is None else self.generator(z, labels)
+
+
+_BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
+
+
+@contextmanager
+def batchnorm_statistics_unchanged(module: nn.Module) -> Iterator[None]:
+    """Extra forward passes inside normalise with their batch's statistics, as any train-mode pass does, but leave
+    the BatchNorm running statistics of ``module`` alone.
+
+    A regularizer's extra passes (zCR's perturbed latents) would otherwise update them once more per step than
+    training without it, and the eval-mode generator (samples, evaluation) would drift with the regularizer's
+    batches. Done with ``track_running_stats = False`` for the duration (PyTorch then passes no running statistics
+    to the kernel), not by restoring the buffers afterwards: the CPU kernel keeps them for its backward pass."""
+    norms = [m for m in module.modules() if isinstance(m, _BATCH_NORMS) and m.training and m.track_running_stats]
+    for norm in norms:
+        norm.track_running_stats = False
+    try:
+        yield
+    finally:
+        for norm in norms:
+            norm.track_running_stats = True
 
 
 def input_gradients(outputs: Tensor, inputs: Tensor, grad_scale: Optional[Tensor] = None) -> Tensor:
@@ -387,6 +410,8 @@ class LatentConsistencyRegularizer(Regularizer):
     perturbed samples are drawn without gradient; the update's own score of G(z) is reused when there is no
     ``--model.augment``. With augmentation, both G(z) and G(z + dz) pass through it with the *same* random draw
     (the RNG is forked), so the term measures the latent perturbation only. Set a weight to 0 to drop its term.
+    The extra generator passes leave G's BatchNorm running statistics as they were
+    (:func:`batchnorm_statistics_unchanged`).
     """
 
     phase = "both"
@@ -405,16 +430,17 @@ class LatentConsistencyRegularizer(Regularizer):
         if ctx.phase == "generator":
             if not self.gen_weight:
                 return torch.zeros((), device=z.device)
-            fake, perturbed = ctx.fake.float(), ctx.generate(perturbed_z, ctx.fake_labels).float()
-            return -self.gen_weight * (fake - perturbed).pow(2).mean()
+            with batchnorm_statistics_unchanged(ctx.generator):
+                perturbed = ctx.generate(perturbed_z, ctx.fake_labels).float()
+            return -self.gen_weight * (ctx.fake.float() - perturbed).pow(2).mean()
         if not self.dis_weight:
             return torch.zeros((), device=z.device)
-        with torch.no_grad():
+        with torch.no_grad(), batchnorm_statistics_unchanged(ctx.generator):
             perturbed = ctx.generate(perturbed_z, ctx.fake_labels)
         if ctx.augment is None:
             scores = ctx.fake_scores if ctx.fake_scores is not None else ctx.score(ctx.fake.detach(), ctx.fake_labels)
         else:
-            with torch.no_grad():
+            with torch.no_grad(), batchnorm_statistics_unchanged(ctx.generator):
                 fake = ctx.generate(z, ctx.fake_labels)
             devices = [perturbed.device] if perturbed.device.type == "cuda" else []
             with torch.random.fork_rng(devices=devices):  # the draws of this call are made again for the next one

@@ -465,3 +465,21 @@ def test_sigkill_then_resume_with_ada_and_lecam_is_bit_identical(tmp_path):
     assert reference["regularizer_states.0.average_weight"].item() == pytest.approx(1 - 0.99**13, rel=1e-5)
     for key, value in reference.items():
         assert torch.equal(final[key], value), key
+
+
+def test_zcr_extra_generator_passes_leave_batchnorm_statistics_alone():
+    torch.manual_seed(0)
+    g = nn.Sequential(nn.Linear(3, 16), nn.BatchNorm1d(16), nn.Linear(16, 16), nn.Unflatten(1, (1, 4, 4)))
+    critic = LinearCritic(torch.randn(1, 4, 4))
+    z = torch.randn(8, 3)
+    reg = LatentConsistencyRegularizer()
+    fake = g(z)  # the update's own pass: the one BatchNorm update per step that training without zCR makes too
+    before = {k: v.clone() for k, v in g.state_dict().items() if "running" in k or "num_batches" in k}
+    for phase, augment in (("discriminator", None), ("discriminator", DiffAugment(policy="color")), ("generator", None)):
+        value = reg.penalty(_ctx(critic, torch.randn(8, 1, 4, 4), fake, z=z, generator=g, augment=augment, phase=phase))
+        assert torch.isfinite(value) and value.abs() > 0
+        if phase == "generator":
+            value.backward()
+            assert g[0].weight.grad.abs().sum() > 0  # the G term still reaches G
+        for key, old in before.items():
+            assert torch.equal(g.state_dict()[key], old), (phase, augment, key)
