@@ -263,6 +263,7 @@ def test_missing_checkpoint_path_is_a_clear_error(tmp_path):
     assert run.returncode == 2 and "does not exist" in run.stderr and "Traceback" not in run.stderr
 
 
+@pytest.mark.slow  # two CLI fits (~16 s); .ci/run runs it
 def test_a_copied_run_directory_resumes_into_its_own_last_ckpt(tmp_path):
     """Lightning forgets ``last_model_path`` when the checkpoint folder moved and would write ``last-v1.ckpt``; the
     next ``--ckpt_path last`` would then resume the stale ``last.ckpt``."""
