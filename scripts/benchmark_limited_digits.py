@@ -17,6 +17,7 @@ histogram || uniform). The table gives mean ± standard error over seeds and the
     python scripts/benchmark_limited_digits.py                                     # 3 sizes x 3 augmentations x seeds 0-2
     python scripts/benchmark_limited_digits.py --subsets 100 --augments none diffaugment --seeds 0 --steps 300
     python scripts/benchmark_limited_digits.py --subsets 100 --steps 6000 --eval-every 1500   # FD every 1,500 steps too
+    python scripts/benchmark_limited_digits.py --subsets 100 --steps 12000 --eval-every 3000 --keep-checkpoints
     python scripts/benchmark_limited_digits.py --table a.json b.json
 
 Runs live in ``--root`` (default runs/benchmark_limited_digits/<name>/<combination>/seed_<k>/, with report.md);
@@ -77,13 +78,16 @@ METRICS = ("fid", "modes_captured", "reverse_kl")
 
 
 def run_sweep(subsets: list[str], augments: list[str], seeds: list[int], steps: int | None, jobs: int, root: str,
-              extra: tuple[str, ...], eval_every: int = 0, experiment: str = "default") -> list[dict]:
+              extra: tuple[str, ...], eval_every: int = 0, experiment: str = "default",
+              keep_checkpoints: bool = False) -> list[dict]:
     """One sweep (subset x augmentation, the seeds as runs); each finished run's scores and costs."""
     from gan_lightning.commands.sweep import sweep
     from gan_lightning.commands.sweep_report import DEFAULT_SCALARS, read_records, sweep_report
 
     run_options = [f"--trainer.callbacks.every_n_steps={eval_every}" if o == "--trainer.callbacks.every_n_steps=0" else o
                    for o in RUN_OPTIONS]
+    if keep_checkpoints:  # every 500-step checkpoint stays, for analyses of D along the run
+        run_options.insert(run_options.index("--trainer.callbacks.save_last=true") + 1, "--trainer.callbacks.save_top_k=-1")
     config, adapt = EXPERIMENTS[experiment]
     options = [*adapt, *extra, *run_options] + ([f"--trainer.max_steps={steps}"] if steps is not None else [])
     grid = [f"data.init_args.subset={','.join(subsets)}", f"model.augment={','.join(AUGMENTS[a] for a in augments)}"]
@@ -158,6 +162,8 @@ def main() -> None:
     parser.add_argument("--experiment", default="default", choices=list(EXPERIMENTS),
                         help="default: experiments/default.yaml (width 32); small_images_32: the start-here DCGAN (width 64)")
     parser.add_argument("--eval-every", type=int, default=0, help="also score every N generator steps (0: only at the end)")
+    parser.add_argument("--keep-checkpoints", action="store_true",
+                        help="keep every 500-step checkpoint (default: only the last), e.g. for discriminator_overfitting.py")
     parser.add_argument("--jobs", type=int, default=2, help="runs in parallel (the sweep divides the CPU threads between them)")
     parser.add_argument("--root", default="runs/benchmark_limited_digits", help="where the sweep keeps its runs")
     parser.add_argument("--output", default="benchmark_limited_digits.json", help="raw results (JSON)")
@@ -173,7 +179,7 @@ def main() -> None:
     print(f"{len(subsets) * len(args.augments) * len(args.seeds)} runs on {platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} CPUs, {args.jobs} at a time", flush=True)
     results = run_sweep(subsets, args.augments, args.seeds, args.steps, args.jobs, args.root, tuple(args.override),
-                        args.eval_every, args.experiment)
+                        args.eval_every, args.experiment, args.keep_checkpoints)
     Path(args.output).write_text(json.dumps(results, indent=1))
     print()
     print(table(results))

@@ -57,7 +57,7 @@ def test_mode_benchmark_plain_rows_leave_out_the_shipped_tricks():
 
 def test_limited_digits_curve_table_reads_results_back_from_json():
     bench = _script("benchmark_limited_digits")
-    assert bench.run_sweep.__defaults__ == (0, "default")  # one evaluation at the end unless --eval-every
+    assert bench.run_sweep.__defaults__ == (0, "default", False)  # one evaluation at the end unless --eval-every
     results = [{"images": 100, "augment": "none", "seed": 0, "fid_by_step": {1500: 44.0, 3000: 50.0}},
                {"images": 100, "augment": "none", "seed": 1, "fid_by_step": {"1500": 46.0, "3000": 52.0}}]  # as JSON has it
     lines = bench.curve_table(results).splitlines()
