@@ -76,3 +76,29 @@ def test_limited_digits_runs_the_start_here_experiment_on_digits():
     assert fit["data"]["class_path"] == "gan_lightning.data.DigitsDataModule" and fit["data"]["init_args"]["subset"] == 100
     assert fit["data"]["init_args"]["num_workers"] == 0 and fit["trainer"]["max_steps"] == 1500
     assert fit["model"]["generator"]["init_args"]["width"] == 64 and fit["model"]["discriminator"]["init_args"]["channels"] == 1
+
+
+@pytest.mark.slow  # a CLI fit (~7 s)
+def test_discriminator_overfitting_script_scores_kept_checkpoints(tmp_path):
+    from conftest import run_cli
+
+    script = _script("discriminator_overfitting")
+    run = tmp_path / "subset=64,augment=null" / "seed_0"
+    fit = run_cli(
+        "fit", "--config", str(ROOT / "experiments/default.yaml"), "--data.init_args.subset=64", "--data.init_args.image_size=8",
+        "--model.generator.init_args.image_size=8", "--model.discriminator.init_args.image_size=8",
+        "--model.generator.init_args.width=8", "--model.discriminator.init_args.width=8", "--trainer.max_steps=4",
+        "--trainer.logger=false", f"--trainer.default_root_dir={run}", "--trainer.enable_progress_bar=false",
+        "--trainer.callbacks=[]", "--trainer.callbacks+=gan_lightning.callbacks.GANCheckpoint",
+        "--trainer.callbacks.every_n_train_steps=2", "--trainer.callbacks.save_top_k=-1", cwd=tmp_path,
+    )
+    assert fit.returncode == 0, fit.stderr[-3000:]
+    assert script.run_dirs([str(tmp_path)]) == [run]
+    by_step = script.measure_run(run, subset=64, num_images=50, every=4, batch_size=32)
+    assert list(by_step) == [4] and -10 < by_step[4]["holdout_position"] < 10  # step 2 is not a multiple of 4
+    assert 0 <= by_step[4]["acc_holdout_real"] <= 1
+    lines = script.table({str(run): by_step}).splitlines()
+    assert lines[0] == "| runs | value | step 4 | seeds |"
+    assert lines[2].startswith("| subset=64,augment=null | held-out position | ") and lines[2].endswith(" ± 0.00 | 1 |")
+    with pytest.raises(SystemExit, match="No run directories with checkpoints/"):
+        script.run_dirs([str(tmp_path / "nothing")])

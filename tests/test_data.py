@@ -45,6 +45,18 @@ def test_digits_subset_is_fixed_by_its_own_seed_and_checked():
         DigitsDataModule(image_size=8, subset=10, batch_size=64).train_dataloader()
 
 
+def test_digits_held_out_are_exactly_the_digits_a_subset_leaves_out():
+    full = DigitsDataModule(image_size=8).train_dataset.tensors[0]
+    train = DigitsDataModule(image_size=8, subset=100).train_dataset.tensors[0]
+    rest = DigitsDataModule(image_size=8, subset=100, held_out=True).train_dataset.tensors[0]
+    assert len(rest) == 1697
+    as_rows = lambda images: sorted(tuple(row.flatten().tolist()) for row in images)  # noqa: E731
+    assert as_rows(torch.cat([train, rest])) == as_rows(full)  # together: every digit once
+    for subset in (None, 1797):
+        with pytest.raises(ConfigurationError, match="held_out=true gives the digits a subset leaves out"):
+            DigitsDataModule(subset=subset, held_out=True)
+
+
 def test_ring8_has_eight_distinct_modes_on_the_unit_circle():
     modes, std = mixture_modes("ring8")
     assert modes.shape == (8, 2) and std == 0.01

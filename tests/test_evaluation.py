@@ -98,7 +98,8 @@ def test_callback_on_images_with_custom_extractor_and_mixed_precision(tmp_path):
     assert scores["fid"] > 0 and math.isfinite(scores["fid"])
     record = json.loads(next((tmp_path / "records").glob("*.json")).read_text())
     assert record["protocol"]["reference"]["class_path"] == "gan_lightning.data.digits.DigitsDataModule"
-    assert record["protocol"]["reference"]["init_args"] == {"image_size": 16, "channels": 1, "seed": 0, "subset": None, "subset_seed": 0}
+    assert record["protocol"]["reference"]["init_args"] == {"image_size": 16, "channels": 1, "seed": 0, "subset": None, "subset_seed": 0,
+                                                               "held_out": False}
     assert record["protocol"]["num_real"] == 96 and record["protocol"]["image_conversion"].startswith("uint8")
 
     again, _ = evaluation.evaluator.evaluate(model.generator, model.sample_latent)  # float32, outside training
