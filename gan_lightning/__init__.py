@@ -30,7 +30,13 @@ from gan_lightning.losses import (
 )
 from gan_lightning.module import GANModule
 from gan_lightning.variants.gman import MultiDiscriminator, MultiDiscriminatorLoss  # registers "gman"
-from gan_lightning.variants.mgan import MGANDiscriminator, MGANLoss, MultiGenerator  # registers "mgan"
+from gan_lightning.variants.mgan import (  # registers "mgan"
+    MGANDCGANDiscriminator,
+    MGANDiscriminator,
+    MGANLoss,
+    MultiDCGANGenerator,
+    MultiGenerator,
+)
 from gan_lightning.regularizers import GradientPenalty, Regularizer, RegularizerContext
 from gan_lightning.runtime.ddp import GANDDPStrategy
 from gan_lightning.tricks.ada import ADA  # registers "ada"
@@ -51,10 +57,12 @@ __all__ = [
     "available_augmentations",
     "build_augmentation",
     "register_augmentation",
+    "MGANDCGANDiscriminator",
     "MGANDiscriminator",
     "MGANLoss",
     "MultiDiscriminator",
     "MultiDiscriminatorLoss",
+    "MultiDCGANGenerator",
     "MultiGenerator",
     "AdversarialLoss",
     "BalanceDiagnosticsCallback",

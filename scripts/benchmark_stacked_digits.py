@@ -1,16 +1,17 @@
 """Stacked Digits (the Stacked-MNIST protocol on scikit-learn's digits): modes covered and KL over seeds.
 
 Every config is run through ``python -m gan_lightning sweep`` (one sweep per config, the seeds as its runs): each
-run is ``experiments/dcgan_stacked_digits.yaml`` plus the options of the config, trained by ``fit`` with a
-checkpoint every 1,000 steps and no other callback than the evaluation at the end. It is scored as in PacGAN
-Table 2: 26,000 samples (the EMA generator when the config keeps one; latent seed 10,000), each channel read by the
-digits classifier (seed 0, trained here in seconds and cached), ``modes_captured`` = digit triples with at least
-one sample (of 1,000), ``reverse_kl`` = KL(generated triple histogram || uniform); each run's evaluation record
-(``evaluation/step_*.json``) holds the protocol. The table gives mean ± standard error over seeds and the CPU time
-of one run's fit.
+run is ``experiments/dcgan_stacked_digits.yaml`` (or the config's own copy of it, in EXPERIMENTS) plus the options
+of the config, trained by ``fit`` with a checkpoint every 1,000 steps and no other callback than the evaluation at
+the end. It is scored as in PacGAN Table 2: 26,000 samples (the EMA generator when the config keeps one; latent
+seed 10,000), each channel read by the digits classifier (seed 0, trained here in seconds and cached),
+``modes_captured`` = digit triples with at least one sample (of 1,000), ``reverse_kl`` = KL(generated triple
+histogram || uniform); each run's evaluation record (``evaluation/step_*.json``) holds the protocol. The table gives
+mean ± standard error over seeds and the CPU time of one run's fit.
 
     python scripts/benchmark_stacked_digits.py --configs dcgan --seeds 0 1 2              # the experiment's steps
     python scripts/benchmark_stacked_digits.py --configs dcgan pacdcgan2 --seeds 0 1 2 --steps 5000
+    python scripts/benchmark_stacked_digits.py --configs mgan --seeds 0 1 2          # MGAN, its own experiment file
     python scripts/benchmark_stacked_digits.py --table a.json b.json    # one table from several --output files
 
 The runs live in ``--root`` (default runs/benchmark_stacked_digits/<config>/base/seed_<k>/, each sweep with its
@@ -47,6 +48,15 @@ CONFIGS: dict[str, list[str]] = {
         "--model.discriminator.init_args.discriminator.init_args.channels=6",
         "--model.discriminator.init_args.discriminator.init_args.width=32",
     ],
+    # MGAN (Hoang et al. 2018): 10 DCGAN generators sharing all but their input layer, D with a 10-way classifier
+    # head, beta = 0.01 (the paper's image settings); networks and loss from its own experiment file (EXPERIMENTS)
+    "mgan": [],
+}
+
+#: name -> its own experiment file, for configs that change more than options can: the same data, widths, optimizer,
+#: steps and evaluation as EXPERIMENT, other networks. These ignore --experiment.
+EXPERIMENTS: dict[str, str] = {
+    "mgan": "experiments/dcgan_stacked_digits_mgan.yaml",
 }
 
 #: PacGAN Table 2 (Stacked MNIST, 26,000 samples): (method, modes, KL)
@@ -79,8 +89,8 @@ def run_config(config: str, seeds: list[int], steps: int | None, jobs: int, root
     from gan_lightning.metrics.digits_classifier import load_digits_classifier
 
     options = [*CONFIGS[config], *extra, *RUN_OPTIONS] + ([f"--trainer.max_steps={steps}"] if steps is not None else [])
-    sweep_dir = sweep(config=str(ROOT / experiment), seeds=",".join(map(str, seeds)), name=config, root=root, jobs=jobs,
-                      fit_options=options)
+    sweep_dir = sweep(config=str(ROOT / EXPERIMENTS.get(config, experiment)), seeds=",".join(map(str, seeds)),
+                      name=config, root=root, jobs=jobs, fit_options=options)
     report = json.loads((sweep_dir / "report.json").read_text())
     accuracy = load_digits_classifier(0).info["heldout_accuracy"]
     return [
@@ -115,7 +125,8 @@ def main() -> None:
     parser.add_argument("--configs", nargs="+", default=["dcgan"], choices=list(CONFIGS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--steps", type=int, default=None, help="generator steps (default: the experiment's max_steps)")
-    parser.add_argument("--experiment", default=EXPERIMENT, help="the experiment the configs add their options to")
+    parser.add_argument("--experiment", default=EXPERIMENT,
+                        help="the experiment the configs add their options to (not the configs in EXPERIMENTS: mgan)")
     parser.add_argument("--jobs", type=int, default=2, help="runs in parallel (the sweep divides the CPU threads between them)")
     parser.add_argument("--root", default="runs/benchmark_stacked_digits", help="where the sweeps keep their runs")
     parser.add_argument("--output", default="benchmark_stacked_digits.json", help="raw results (JSON)")

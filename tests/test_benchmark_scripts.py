@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import yaml
@@ -76,6 +78,32 @@ def test_limited_digits_runs_the_start_here_experiment_on_digits():
     assert fit["data"]["class_path"] == "gan_lightning.data.DigitsDataModule" and fit["data"]["init_args"]["subset"] == 100
     assert fit["data"]["init_args"]["num_workers"] == 0 and fit["trainer"]["max_steps"] == 1500
     assert fit["model"]["generator"]["init_args"]["width"] == 64 and fit["model"]["discriminator"]["init_args"]["channels"] == 1
+
+
+def test_stacked_digits_mgan_config_sweeps_its_own_experiment(tmp_path, monkeypatch):
+    import gan_lightning.commands.sweep as sweep_module
+    import gan_lightning.metrics.digits_classifier as digits_classifier
+
+    bench = _script("benchmark_stacked_digits")
+    assert set(bench.EXPERIMENTS) <= set(bench.CONFIGS) and "mgan" in bench.EXPERIMENTS
+    assert all((ROOT / path).is_file() for path in bench.EXPERIMENTS.values())
+    swept = {}
+
+    def fake_sweep(config, seeds, name, root, jobs, fit_options):  # records what would run, trains nothing
+        swept[name] = config
+        (tmp_path / name).mkdir()
+        runs = [{"seed": int(s), "step": 5000, "cpu_s": 1.0, "wall_s": 1.0, "status": "finished",
+                 "metrics": {"modes_captured": 900.0, "reverse_kl": 0.5}} for s in seeds.split(",")]
+        (tmp_path / name / "report.json").write_text(json.dumps({"runs": runs}))
+        return tmp_path / name
+
+    monkeypatch.setattr(sweep_module, "sweep", fake_sweep)
+    monkeypatch.setattr(digits_classifier, "load_digits_classifier", lambda seed: SimpleNamespace(info={"heldout_accuracy": 0.97}))
+    for config in ("mgan", "dcgan"):
+        rows = bench.run_config(config, [0, 1], None, 1, str(tmp_path), bench.EXPERIMENT, ())
+        assert [r["seed"] for r in rows] == [0, 1] and rows[0]["config"] == config
+    assert swept == {"mgan": str(ROOT / "experiments/dcgan_stacked_digits_mgan.yaml"),
+                     "dcgan": str(ROOT / "experiments/dcgan_stacked_digits.yaml")}
 
 
 @pytest.mark.slow  # a CLI fit (~7 s)

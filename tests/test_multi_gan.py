@@ -11,8 +11,15 @@ from gan_lightning.callbacks import BalanceDiagnosticsCallback, LossCurvesCallba
 from gan_lightning.errors import ConfigurationError
 from gan_lightning.losses import HingeLoss, NonSaturatingLoss, WassersteinGPLoss
 from gan_lightning.variants.gman import MultiDiscriminator, MultiDiscriminatorLoss, PerDiscriminatorRegularizer
-from gan_lightning.variants.mgan import MGANDiscriminator, MGANLoss, MultiGenerator, generator_labels
-from gan_lightning.networks import MLPDiscriminator, MLPGenerator
+from gan_lightning.variants.mgan import (
+    MGANDCGANDiscriminator,
+    MGANDiscriminator,
+    MGANLoss,
+    MultiDCGANGenerator,
+    MultiGenerator,
+    generator_labels,
+)
+from gan_lightning.networks import DCGANDiscriminator, DCGANGenerator, MLPDiscriminator, MLPGenerator
 from gan_lightning.regularizers import R1Penalty, RegularizerContext
 
 from conftest import ROOT, quiet_trainer, tiny_ring
@@ -210,6 +217,110 @@ def test_mgan_discriminator_has_a_score_and_k_classifier_logits_on_one_trunk():
     torch.testing.assert_close(scores[:, 1:], d.classifier_head(feats))
 
 
+# ---------------------------------------------------------------- MGAN: convolutional networks (images)
+@pytest.mark.parametrize("size", [8, 32])
+def test_conv_mgan_networks_give_images_and_one_score_plus_k_logits(size):
+    torch.manual_seed(8)
+    g = MultiDCGANGenerator(num_generators=3, latent_dim=16, image_size=size, channels=3, width=8)
+    d = MGANDCGANDiscriminator(num_generators=3, image_size=size, channels=3, width=8)
+    images = g(torch.randn(12, 16))
+    assert images.shape == (12, 3, size, size) and images.abs().max() <= 1.0  # tanh output
+    assert (g.latent_dim, g.image_size, g.channels, g.num_generators, g.num_classes) == (16, size, 3, 3, 0)
+    scores = d(images)
+    assert scores.shape == (12, 4) and d.num_classes == 0
+    d.eval()
+    feats = d.trunk(images)
+    torch.testing.assert_close(d(images), torch.cat([d.score_head(feats).flatten(1), d.classifier_head(feats).flatten(1)], 1))
+    # the trunk is DCGANDiscriminator's: same layers, same parameter shapes, up to its last 4x4 convolution
+    plain = DCGANDiscriminator(image_size=size, channels=3, width=8)
+    assert [p.shape for p in d.trunk.parameters()] == [p.shape for p in plain.net[:-1].parameters()]
+    assert d.classifier_head.out_channels == 3 and d.score_head.out_channels == 1
+
+
+def test_conv_multi_generator_row_i_comes_from_generator_i_mod_k():
+    torch.manual_seed(9)
+    g = MultiDCGANGenerator(num_generators=3, latent_dim=8, image_size=8, channels=1, width=8)
+    g.train()
+    g(torch.randn(32, 8))  # move the BatchNorm running statistics away from their initial values
+    g.eval()
+    z = torch.randn(7, 8)
+    out = g(z)
+    for k in range(3):
+        torch.testing.assert_close(out[k::3], g.forward_generator(z[k::3], k))
+    assert not torch.allclose(g.forward_generator(z, 0), g.forward_generator(z, 1))  # distinct generators
+    with torch.no_grad():
+        g.input_layers[2].weight.add_(0.1)  # perturb generator 2's own layer: only rows 2 and 5 move
+    changed = (g(z) - out).abs().flatten(1).sum(1) > 0
+    assert changed.tolist() == [i % 3 == 2 for i in range(7)]
+    with pytest.raises(ValueError, match="out of range"):
+        g.forward_generator(z, 3)
+
+
+@pytest.mark.parametrize("batch_norm", [True, False])
+def test_conv_multi_generator_shares_the_dcgan_body_behind_k_input_layers(batch_norm):
+    torch.manual_seed(10)
+    g = MultiDCGANGenerator(num_generators=4, latent_dim=16, image_size=32, channels=3, width=8, batch_norm=batch_norm)
+    single = DCGANGenerator(latent_dim=16, image_size=32, channels=3, width=8, batch_norm=batch_norm)
+    first = [single.net[0]] + ([single.net[1]] if batch_norm else [])  # DCGAN's input layer (and its BatchNorm)
+    first_count = sum(p.numel() for m in first for p in m.parameters())
+    assert len(g.input_layers) == 4 and (g.input_norms is not None) == batch_norm
+    assert all(layer.weight.shape == single.net[0].weight.shape for layer in g.input_layers)
+    body = [p.shape for p in g.body.parameters()]
+    assert body == [p.shape for p in single.net[len(first):].parameters()]  # one copy of the rest of DCGAN
+    assert sum(p.numel() for p in g.parameters()) == sum(p.numel() for p in single.parameters()) + 3 * first_count
+    assert not torch.equal(g.input_layers[0].weight, g.input_layers[1].weight)  # initialised one by one
+    assert g.input_layers[0].weight.std().item() == pytest.approx(0.02, rel=0.1)  # DCGAN's N(0, 0.02)
+    g.eval()
+    z = torch.randn(8, 16)
+    before = g(z)
+    with torch.no_grad():
+        g.body[-2].bias.add_(0.5)  # the shared output convolution: every generator's images move
+    assert ((g(z) - before).abs().flatten(1).sum(1) > 0).all()
+
+
+def test_conv_mgan_gradients_reach_every_input_layer_and_both_heads():
+    torch.manual_seed(11)
+    g = MultiDCGANGenerator(num_generators=4, latent_dim=8, image_size=8, channels=1, width=8)
+    d = MGANDCGANDiscriminator(num_generators=4, image_size=8, channels=1, width=8)
+    fake_scores = d(g(torch.randn(16, 8)))
+    MGANLoss(num_generators=4, beta=0.5).generator_loss(fake_scores).backward()
+    for k, layer in enumerate(g.input_layers):
+        assert layer.weight.grad is not None and layer.weight.grad.abs().sum() > 0, k
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in g.body.parameters())
+    for head in (d.score_head, d.classifier_head):
+        assert head.weight.grad.abs().sum() > 0
+
+
+def test_conv_mgan_networks_refuse_wrong_images_small_batches_and_bad_options():
+    g = MultiDCGANGenerator(num_generators=4, latent_dim=8, image_size=8, channels=1, width=8)
+    with pytest.raises(ConfigurationError, match=r"MultiDCGANGenerator.*at least 8.*batch_size"):
+        g(torch.randn(6, 8))
+    assert g.eval()(torch.randn(6, 8)).shape == (6, 1, 8, 8)  # eval mode uses running statistics: any batch
+    no_bn = MultiDCGANGenerator(num_generators=4, latent_dim=8, image_size=8, channels=1, width=8, batch_norm=False)
+    assert no_bn(torch.randn(3, 8)).shape == (3, 1, 8, 8)  # without BatchNorm even one sample per generator is fine
+    d = MGANDCGANDiscriminator(num_generators=4, image_size=8, channels=1, width=8)
+    with pytest.raises(ConfigurationError, match=r"\(1, 8, 8\) but got \(3, 8, 8\).*init_args.channels"):
+        d(torch.randn(2, 3, 8, 8))
+    with pytest.raises(ConfigurationError, match="image_size"):
+        d(torch.randn(2, 1, 16, 16))
+    with pytest.raises(ConfigurationError, match="power of two"):
+        MultiDCGANGenerator(image_size=24)
+    with pytest.raises(ConfigurationError, match="num_generators.*--model.discriminator.init_args.num_generators"):
+        MGANDCGANDiscriminator(num_generators=0)
+    with pytest.raises(ConfigurationError, match=r"\(N, 1 \+ 3\)"):  # D built for 4 generators, loss for 3
+        MGANLoss(num_generators=3).generator_loss(d(torch.randn(2, 1, 8, 8)))
+
+
+def test_conv_mgan_with_spectral_norm_and_dropout_builds_and_runs():
+    torch.manual_seed(12)
+    g = MultiDCGANGenerator(num_generators=2, latent_dim=8, image_size=8, channels=1, width=8, spectral_norm=True)
+    d = MGANDCGANDiscriminator(num_generators=2, image_size=8, channels=1, width=8, dropout=0.2, spectral_norm=True)
+    assert any("parametrizations" in name for name, _ in g.named_parameters())
+    assert any("parametrizations" in name for name, _ in d.named_parameters())
+    assert any(isinstance(m, torch.nn.Dropout2d) for m in d.trunk)
+    assert d(g(torch.randn(4, 8))).shape == (4, 3)
+
+
 # ---------------------------------------------------------------- MGAN: loss
 def test_mgan_classifier_cross_entropy_uses_label_i_mod_k():
     k, n = 4, 10
@@ -322,6 +433,76 @@ def test_shipped_experiment_builds_from_yaml_and_reloads_from_its_checkpoint(tmp
     assert type(loaded.discriminator) is type(cli.model.discriminator) and type(loaded.loss) is type(cli.model.loss)
     assert repr(loaded.loss) == repr(cli.model.loss)
     torch.testing.assert_close(loaded.generate(8, seed=0, use_ema=False), cli.model.generate(8, seed=0, use_ema=False))
+
+
+def _conv_mgan_module():
+    torch.manual_seed(0)
+    return GANModule(
+        generator=MultiDCGANGenerator(num_generators=4, latent_dim=16, image_size=8, channels=1, width=8),
+        discriminator=MGANDCGANDiscriminator(num_generators=4, image_size=8, channels=1, width=8),
+        loss=MGANLoss(num_generators=4, beta=0.01),
+    )
+
+
+def test_conv_mgan_trains_on_digits_and_survives_a_checkpoint(tmp_path):
+    from gan_lightning.data import DigitsDataModule
+
+    model = _conv_mgan_module()
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    trainer = quiet_trainer(max_steps=3, default_root_dir=tmp_path)
+    trainer.fit(model, DigitsDataModule(image_size=8, channels=1, batch_size=32))
+    assert trainer.global_step == 3
+    assert model.last_step_outputs.fake_scores.shape == (32, 5)
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    for name, p in model.named_parameters():  # every generator's input layer, the body, D and both heads trained
+        assert not torch.equal(before[name], p), name
+    path = tmp_path / "model.ckpt"
+    trainer.save_checkpoint(path)
+    assert torch.load(path, weights_only=True)  # loads without pickled objects
+    fresh = _conv_mgan_module()
+    loaded = GANModule.load_from_checkpoint(path, generator=fresh.generator, discriminator=fresh.discriminator, loss=fresh.loss)
+    for (name, a), b in zip(model.state_dict().items(), loaded.state_dict().values()):
+        torch.testing.assert_close(a, b, msg=name)
+    torch.testing.assert_close(loaded.generate(12, seed=1), model.generate(12, seed=1))
+
+
+def test_stacked_digits_mgan_experiment_parses_with_matching_k_and_reloads_from_its_checkpoint(tmp_path):
+    from gan_lightning.commands.cli import GANLightningCLI
+    from gan_lightning.commands.sample import load_gan
+    from gan_lightning.commands.sweep import resolve_fit_config
+
+    path = ROOT / "experiments/dcgan_stacked_digits_mgan.yaml"
+    model = resolve_fit_config(["--config", str(path)])["model"]
+    assert model["generator"]["class_path"] == "gan_lightning.variants.mgan.MultiDCGANGenerator"
+    assert model["discriminator"]["class_path"] == "gan_lightning.variants.mgan.MGANDCGANDiscriminator"
+    ks = {model[part]["init_args"]["num_generators"] for part in ("generator", "discriminator", "loss")}
+    assert ks == {10} and model["loss"]["init_args"]["beta"] == 0.01
+    plain = resolve_fit_config(["--config", str(ROOT / "experiments/dcgan_stacked_digits.yaml")])
+    mgan = resolve_fit_config(["--config", str(path)])
+    for key in ("generator_optimizer", "discriminator_optimizer", "n_critic"):  # the same budget as the DCGAN
+        assert mgan["model"][key] == plain["model"][key], key
+    assert mgan["data"] == plain["data"] and mgan["trainer"]["max_steps"] == plain["trainer"]["max_steps"]
+    for k in ("latent_dim", "image_size", "channels", "width"):
+        assert model["generator"]["init_args"][k] == plain["model"]["generator"]["init_args"][k], k
+
+    cli = GANLightningCLI(
+        args=[
+            "--config", str(path), "--trainer.max_steps=1", "--trainer.logger=false", "--trainer.callbacks=[]",
+            "--trainer.enable_checkpointing=false", "--trainer.enable_progress_bar=false",
+            "--trainer.enable_model_summary=false", "--trainer.accelerator=cpu", f"--trainer.default_root_dir={tmp_path}",
+            "--data.init_args.num_samples=128", "--model.generator.init_args.width=8",
+            "--model.discriminator.init_args.width=8",
+        ],
+        run=False,
+        save_config_callback=None,
+    )
+    cli.trainer.fit(cli.model, cli.datamodule)
+    ckpt = tmp_path / "last.ckpt"
+    cli.trainer.save_checkpoint(ckpt)
+    loaded = load_gan(str(ckpt))  # networks and loss rebuilt from the checkpoint's own config, through the trust check
+    assert type(loaded.generator) is MultiDCGANGenerator and type(loaded.discriminator) is MGANDCGANDiscriminator
+    assert repr(loaded.loss) == repr(cli.model.loss)
+    torch.testing.assert_close(loaded.generate(20, seed=0, use_ema=False), cli.model.generate(20, seed=0, use_ema=False))
 
 
 def test_diagnostics_read_the_adversarial_columns_only():

@@ -51,6 +51,54 @@ def _dcgan_init(module: nn.Module) -> None:
         nn.init.zeros_(module.bias)
 
 
+def generator_input_features(width: int, doublings: int) -> int:
+    """Channels of the generator's first 4x4 feature map: ``width`` doubled once per up-sampling block after it."""
+    return width * 2 ** (doublings - 1)
+
+
+def generator_body(feats: int, doublings: int, channels: int, batch_norm: bool) -> list[nn.Module]:
+    """The DCGAN generator after its input layer (the 4x4 transposed convolution from z and its BatchNorm).
+
+    ReLU, then ``doublings - 1`` blocks of stride-2 ConvTranspose2d (halving the channels) + BatchNorm + ReLU, and
+    the stride-2 ConvTranspose2d to ``channels`` with tanh. Split out so that MGAN's generators
+    (:class:`~gan_lightning.variants.mgan.MultiDCGANGenerator`) can share it behind their own input layers; the
+    order of the layers is that of :class:`DCGANGenerator`'s ``net``, whose state_dict keys it keeps.
+    """
+    layers: list[nn.Module] = []
+    for _ in range(doublings - 1):
+        layers += [nn.ReLU(inplace=True), nn.ConvTranspose2d(feats, feats // 2, 4, 2, 1, bias=not batch_norm)]
+        if batch_norm:
+            layers.append(nn.BatchNorm2d(feats // 2))
+        feats //= 2
+    layers += [nn.ReLU(inplace=True), nn.ConvTranspose2d(feats, channels, 4, 2, 1), nn.Tanh()]
+    return layers
+
+
+def discriminator_trunk(
+    in_channels: int, halvings: int, width: int, batch_norm: bool, dropout: float
+) -> tuple[list[nn.Module], int]:
+    """The DCGAN discriminator up to its last 4x4 feature map, and that map's number of channels.
+
+    A stride-2 Conv2d + LeakyReLU(0.2) without BatchNorm on the image (as in the DCGAN paper), then ``halvings - 1``
+    stride-2 Conv2d (doubling the channels) + BatchNorm + LeakyReLU blocks; Dropout2d after each block when
+    ``dropout`` > 0. Shared by :class:`DCGANDiscriminator` and MGAN's
+    :class:`~gan_lightning.variants.mgan.MGANDCGANDiscriminator`, which put different heads on it.
+    """
+    feats = width
+    layers: list[nn.Module] = [nn.Conv2d(in_channels, feats, 4, 2, 1), nn.LeakyReLU(0.2, inplace=True)]
+    if dropout:
+        layers.append(nn.Dropout2d(dropout))
+    for _ in range(halvings - 1):
+        layers.append(nn.Conv2d(feats, feats * 2, 4, 2, 1, bias=not batch_norm))
+        if batch_norm:
+            layers.append(nn.BatchNorm2d(feats * 2))
+        layers.append(nn.LeakyReLU(0.2, inplace=True))
+        if dropout:
+            layers.append(nn.Dropout2d(dropout))
+        feats *= 2
+    return layers, feats
+
+
 class DCGANGenerator(nn.Module):
     """Latent (N, latent_dim) -> images (N, channels, image_size, image_size) in [-1, 1].
 
@@ -74,17 +122,12 @@ class DCGANGenerator(nn.Module):
             type(self).__name__, num_classes, "--model.generator.init_args.num_classes"
         )
         self.latent_dim, self.image_size, self.channels = latent_dim, image_size, channels
-        feats = width * 2 ** (doublings - 1)
+        feats = generator_input_features(width, doublings)
         in_dim = latent_dim + num_classes
         layers: list[nn.Module] = [nn.ConvTranspose2d(in_dim, feats, 4, 1, 0, bias=not batch_norm)]
-        for _ in range(doublings - 1):
-            if batch_norm:
-                layers.append(nn.BatchNorm2d(feats))
-            layers += [nn.ReLU(inplace=True), nn.ConvTranspose2d(feats, feats // 2, 4, 2, 1, bias=not batch_norm)]
-            feats //= 2
         if batch_norm:
             layers.append(nn.BatchNorm2d(feats))
-        layers += [nn.ReLU(inplace=True), nn.ConvTranspose2d(feats, channels, 4, 2, 1), nn.Tanh()]
+        layers += generator_body(feats, doublings, channels, batch_norm)
         self.net = nn.Sequential(*layers)
         self.apply(_dcgan_init)
         if spectral_norm:
@@ -124,18 +167,7 @@ class DCGANDiscriminator(nn.Module):
         halvings = _num_doublings(name, image_size)
         self.num_classes = check_num_classes(name, num_classes, "--model.discriminator.init_args.num_classes")
         self.image_size, self.channels = image_size, channels
-        feats = width
-        layers: list[nn.Module] = [nn.Conv2d(channels + num_classes, feats, 4, 2, 1), nn.LeakyReLU(0.2, inplace=True)]
-        if dropout:
-            layers.append(nn.Dropout2d(dropout))
-        for _ in range(halvings - 1):
-            layers.append(nn.Conv2d(feats, feats * 2, 4, 2, 1, bias=not batch_norm))
-            if batch_norm:
-                layers.append(nn.BatchNorm2d(feats * 2))
-            layers.append(nn.LeakyReLU(0.2, inplace=True))
-            if dropout:
-                layers.append(nn.Dropout2d(dropout))
-            feats *= 2
+        layers, feats = discriminator_trunk(channels + num_classes, halvings, width, batch_norm, dropout)
         mb_layer, extra = build_minibatch_layer(name, minibatch_layer, feats * 4 * 4)
         if mb_layer is None:
             layers.append(nn.Conv2d(feats, 1, 4, 1, 0))

@@ -14,6 +14,9 @@ The training loop does not change; the generator index travels in the batch posi
 - :class:`MultiGenerator` makes sample i of every batch with generator ``i mod K`` (a uniform mixture, pi_k = 1/K,
   as in the paper). The loss therefore knows the label of every generated score from its row, ``arange(N) % K``.
 - :class:`MGANDiscriminator` returns ``(N, 1 + K)`` scores: column 0 is D's raw score, columns 1..K are C's logits.
+- :class:`MultiDCGANGenerator` and :class:`MGANDCGANDiscriminator` are the same pair built from DCGAN's networks
+  (Radford et al. 2016) for images, as in the paper's CIFAR-10/STL-10/ImageNet models: the generators share all but
+  their first (transposed convolution) layer, D and C share every convolution and differ in their last 4x4 one.
 - :class:`MGANLoss` (``--model.loss=mgan``): D minimises the base loss on column 0 plus the cross-entropy of C on the
   generated batch with labels ``i mod K``; G minimises the base generator loss on column 0 plus ``beta`` times the
   same cross-entropy (the official code: ``d_loss = d_bin_loss + d_mul_loss``, ``g_loss = g_bin_loss + beta *
@@ -41,6 +44,13 @@ from torch import Tensor, nn
 from gan_lightning.errors import ConfigurationError
 from gan_lightning.losses import AdversarialLoss, build_loss, register_loss
 from gan_lightning.variants.gman import per_discriminator
+from gan_lightning.networks.dcgan import (
+    _dcgan_init,
+    _num_doublings,
+    discriminator_trunk,
+    generator_body,
+    generator_input_features,
+)
 from gan_lightning.networks.layers import spectral_normalize
 from gan_lightning.networks.mlp import discriminator_blocks, generator_blocks
 from gan_lightning.regularizers import Regularizer
@@ -60,11 +70,67 @@ def _check_dims(owner: str, hidden_dims: Sequence[int], option: str) -> list[int
 
 
 def generator_labels(n: int, num_generators: int, device: Optional[torch.device] = None) -> Tensor:
-    """Which generator made each row of an ``n``-sample batch of :class:`MultiGenerator`: ``arange(n) % K``."""
+    """Which generator made each row of an ``n``-sample batch of an MGAN generator: ``arange(n) % K``."""
     return torch.arange(n, device=device) % num_generators
 
 
-class MultiGenerator(nn.Module):
+class _GeneratorMixture(nn.Module):
+    """What every MGAN generator shares: K input layers in front of one body, and the routing of the batch.
+
+    Subclasses set ``num_generators``, ``input_layers`` (one per generator), ``input_norms`` (one BatchNorm per
+    generator, or None) and ``body`` (the shared rest). Row i of ``forward(z)`` is made by generator ``i % K``
+    (:func:`generator_labels`), which is how :class:`MGANLoss` knows every sample's generator without any change to
+    the training loop; each generator runs its own input layer on its own rows only, then the rows are put back in
+    place and the body runs once on the whole batch, so the cost per sample is one generator's.
+    """
+
+    num_generators: int
+    input_layers: nn.ModuleList
+    input_norms: Optional[nn.ModuleList]
+    body: nn.Module
+
+    def extra_repr(self) -> str:
+        return f"num_generators={self.num_generators}, sample i from generator i % {self.num_generators}"
+
+    def _latent(self, z: Tensor) -> Tensor:
+        """The latent batch in the shape the input layers take (a hook: the convolutional generators reshape)."""
+        return z
+
+    def _input(self, z: Tensor, k: int) -> Tensor:
+        h = self.input_layers[k](z)
+        return self.input_norms[k](h) if self.input_norms is not None else h
+
+    def forward_generator(self, z: Tensor, k: int) -> Tensor:
+        """Every sample of the batch from generator ``k`` (for plots per generator and tests)."""
+        if not 0 <= k < self.num_generators:
+            raise ValueError(f"generator index {k} is out of range for {self.num_generators} generators")
+        return self.body(self._input(self._latent(z), k))
+
+    def forward(self, z: Tensor) -> Tensor:
+        z = self._latent(z)
+        n, k_total = z.shape[0], self.num_generators
+        if self.training and self.input_norms is not None and n < 2 * k_total:
+            # Each generator's own BatchNorm sees only its own rows: with one row BatchNorm1d fails outright and
+            # BatchNorm2d takes its batch statistics from a single sample.
+            raise ConfigurationError(
+                f"{type(self).__name__} with batch_norm needs at least 2 samples per generator in training mode: a "
+                f"batch of {n} for {k_total} generators gives some generator fewer. Use a batch of at least "
+                f"{2 * k_total} (--data.init_args.batch_size), or batch_norm: false "
+                "(--model.generator.init_args.batch_norm=false)."
+            )
+        rows, parts = [], []
+        for k in range(min(k_total, n)):
+            rows.append(torch.arange(k, n, k_total, device=z.device))
+            parts.append(self._input(z[k::k_total], k))
+        if len(parts) == 1:
+            return self.body(parts[0])
+        # Put every generator's rows back in place (out of place, so autograd and double backward work).
+        stacked = torch.cat(parts)
+        h = stacked.new_zeros(n, *stacked.shape[1:]).index_copy(0, torch.cat(rows), stacked)
+        return self.body(h)
+
+
+class MultiGenerator(_GeneratorMixture):
     """K MLP generators sharing all layers but the input layer; sample i of a batch comes from generator i mod K.
 
     Generator k is ``body(input_k(z))``: ``input_k`` is its own Linear(latent_dim, hidden_dims[0]) (with its own
@@ -98,38 +164,52 @@ class MultiGenerator(nn.Module):
         if spectral_norm:
             spectral_normalize(self)
 
-    def extra_repr(self) -> str:
-        return f"num_generators={self.num_generators}, sample i from generator i % {self.num_generators}"
 
-    def _input(self, z: Tensor, k: int) -> Tensor:
-        h = self.input_layers[k](z)
-        return self.input_norms[k](h) if self.input_norms is not None else h
+class MultiDCGANGenerator(_GeneratorMixture):
+    """K DCGAN generators sharing all layers but the input layer; sample i of a batch comes from generator i mod K.
 
-    def forward_generator(self, z: Tensor, k: int) -> Tensor:
-        """Every sample of the batch from generator ``k`` (for plots per generator and tests)."""
-        if not 0 <= k < self.num_generators:
-            raise ValueError(f"generator index {k} is out of range for {self.num_generators} generators")
-        return self.body(self._input(z, k))
+    The convolutional MGAN generator (Hoang et al. 2018, Sec. 3 and their CIFAR-10/STL-10 code: the generators share
+    every layer except the first). Generator k is ``body(input_k(z))``: ``input_k`` is its own
+    ConvTranspose2d(latent_dim, feats, 4, 1, 0) from the latent to the first 4x4 map (with its own BatchNorm2d
+    when ``batch_norm``), ``body`` is the rest of :class:`~gan_lightning.networks.DCGANGenerator` (Radford et al.
+    2016): ReLU, the up-sampling blocks and the tanh output. Options and defaults are DCGANGenerator's, with the
+    same N(0, 0.02) initialisation; there is no class conditioning. Shared BatchNorm layers normalise over the
+    whole mixed batch, as in the paper's code.
 
-    def forward(self, z: Tensor) -> Tensor:
-        n, k_total = z.shape[0], self.num_generators
-        if self.training and self.input_norms is not None and n < 2 * k_total:
-            raise ConfigurationError(
-                f"MultiGenerator with batch_norm needs at least 2 samples per generator in training mode: a batch of "
-                f"{n} for {k_total} generators gives some generator fewer. Use a batch of at least {2 * k_total}, "
-                "or batch_norm: false."
-            )
-        rows, parts = [], []
-        for k in range(min(k_total, n)):
-            idx = torch.arange(k, n, k_total, device=z.device)
-            rows.append(idx)
-            parts.append(self._input(z[k::k_total], k))
-        if len(parts) == 1:
-            return self.body(parts[0])
-        # Put every generator's rows back in place (out of place, so autograd and double backward work).
-        stacked = torch.cat(parts)
-        h = stacked.new_zeros(n, stacked.shape[1]).index_copy(0, torch.cat(rows), stacked)
-        return self.body(h)
+    Every generator's input layer is as large as DCGANGenerator's (latent_dim x feats x 16 weights), and in a small
+    DCGAN that is the largest layer: K generators hold about K times its parameters, while each sample still costs
+    one generator's compute. ``forward(z)`` returns images ``(N, channels, image_size, image_size)`` in [-1, 1],
+    row i from generator ``i % num_generators``; ``forward_generator(z, k)`` makes every image with generator k.
+    """
+
+    def __init__(
+        self,
+        num_generators: int = 4,
+        latent_dim: int = 100,
+        image_size: int = 32,
+        channels: int = 3,
+        width: int = 64,
+        batch_norm: bool = True,
+        spectral_norm: bool = False,
+    ):
+        super().__init__()
+        name = type(self).__name__
+        self.num_generators = _check_count(name, num_generators, "--model.generator.init_args.num_generators")
+        doublings = _num_doublings(name, image_size)
+        self.latent_dim, self.image_size, self.channels = latent_dim, image_size, channels
+        self.num_classes = 0
+        feats = generator_input_features(width, doublings)
+        self.input_layers = nn.ModuleList(
+            nn.ConvTranspose2d(latent_dim, feats, 4, 1, 0, bias=not batch_norm) for _ in range(num_generators)
+        )
+        self.input_norms = nn.ModuleList(nn.BatchNorm2d(feats) for _ in range(num_generators)) if batch_norm else None
+        self.body = nn.Sequential(*generator_body(feats, doublings, channels, batch_norm))
+        self.apply(_dcgan_init)
+        if spectral_norm:
+            spectral_normalize(self)
+
+    def _latent(self, z: Tensor) -> Tensor:
+        return z.reshape(z.shape[0], self.latent_dim, 1, 1)
 
 
 class MGANDiscriminator(nn.Module):
@@ -174,16 +254,65 @@ class MGANDiscriminator(nn.Module):
         return torch.cat([self.score_head(features), self.classifier_head(features)], dim=1)
 
 
+class MGANDCGANDiscriminator(nn.Module):
+    """DCGAN discriminator D with a K-way classifier C on the same features; returns ``(N, 1 + K)`` raw scores.
+
+    The trunk is :class:`~gan_lightning.networks.DCGANDiscriminator`'s (Radford et al. 2016: stride-2 4x4
+    convolutions down to a 4x4 map, LeakyReLU 0.2, BatchNorm after the first layer, optional Dropout2d and
+    spectral norm), with the same options and N(0, 0.02) initialisation. D and C share it and differ only in their
+    last layer, as in the paper's convolutional models (Hoang et al. 2018): a 4x4 convolution to 1 channel (D's
+    score, a logit for the BCE losses: column 0) and one to K channels (C's logits over the generators: columns
+    1..K). No class conditioning and no minibatch layer.
+    """
+
+    def __init__(
+        self,
+        num_generators: int = 4,
+        image_size: int = 32,
+        channels: int = 3,
+        width: int = 64,
+        batch_norm: bool = True,
+        dropout: float = 0.0,
+        spectral_norm: bool = False,
+    ):
+        super().__init__()
+        name = type(self).__name__
+        self.num_generators = _check_count(name, num_generators, "--model.discriminator.init_args.num_generators")
+        halvings = _num_doublings(name, image_size)
+        self.image_size, self.channels = image_size, channels
+        self.num_classes = 0
+        layers, feats = discriminator_trunk(channels, halvings, width, batch_norm, dropout)
+        self.trunk = nn.Sequential(*layers)
+        self.score_head = nn.Conv2d(feats, 1, 4, 1, 0)
+        self.classifier_head = nn.Conv2d(feats, num_generators, 4, 1, 0)
+        self.apply(_dcgan_init)
+        if spectral_norm:
+            spectral_normalize(self)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.dim() != 4 or tuple(x.shape[1:]) != (self.channels, self.image_size, self.image_size):
+            raise ConfigurationError(
+                f"MGANDCGANDiscriminator expects images of shape ({self.channels}, {self.image_size}, "
+                f"{self.image_size}) but got {tuple(x.shape[1:])}; set the discriminator's image_size/channels "
+                "(--model.discriminator.init_args.image_size, --model.discriminator.init_args.channels) to match "
+                "the data."
+            )
+        features = self.trunk(x)
+        return torch.cat([self.score_head(features).flatten(1), self.classifier_head(features).flatten(1)], dim=1)
+
+
 @register_loss("mgan")
 class MGANLoss(AdversarialLoss):
-    """MGAN's losses over the ``(N, 1 + K)`` scores of an :class:`MGANDiscriminator` (Hoang et al. 2018).
+    """MGAN's losses over the ``(N, 1 + K)`` scores of an :class:`MGANDiscriminator` or
+    :class:`MGANDCGANDiscriminator` (Hoang et al. 2018).
 
     Args:
         num_generators: K; default (null) reads it from the scores' width (1 + K). When set, it is checked.
         beta: weight of the classifier's cross-entropy in the generators' loss (the diversity term). The
             default 0.125 is this project's setting for the 2D mixtures, where it gave every mode (see the
             benchmarks page); it has not been checked against the paper's appendix. The authors' TensorFlow code
-            (qhoangdl/MGAN) takes beta as an argument (1.0 in its model class, 0.01 in its CIFAR-10 run).
+            (qhoangdl/MGAN) takes beta as an argument (1.0 in its model class, 0.01 in its CIFAR-10 run);
+            ``experiments/dcgan_stacked_digits_mgan.yaml`` uses 0.01, the value for the paper's image models.
         base: the adversarial loss on D's column (default ``nonsaturating``, as in the paper's code).
 
     D minimises ``base.discriminator_loss(col 0) + CE(C(G(z)), i mod K)``; G minimises
@@ -227,8 +356,9 @@ class MGANLoss(AdversarialLoss):
             expected = f"(N, 1 + {self.num_generators})" if self.num_generators is not None else "(N, 1 + K)"
             raise ConfigurationError(
                 f"MGANLoss needs {which} scores of shape {expected} (D's score, then the classifier's logits over the "
-                f"generators) but got {tuple(scores.shape)}. Use gan_lightning.variants.mgan.MGANDiscriminator with "
-                "the same num_generators as the MultiGenerator (and as --model.loss.init_args.num_generators, if set)."
+                f"generators) but got {tuple(scores.shape)}. Use gan_lightning.variants.mgan.MGANDiscriminator (or "
+                "MGANDCGANDiscriminator for images) with the same num_generators as the MultiGenerator or "
+                "MultiDCGANGenerator (and as --model.loss.init_args.num_generators, if set)."
             )
         return k
 
