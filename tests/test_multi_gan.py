@@ -411,25 +411,26 @@ def test_trains_in_gan_module_and_survives_a_checkpoint(tmp_path, make, columns,
     assert resumed.global_step == 5
 
 
-@pytest.mark.parametrize("name", ["gman", "mgan"])
-def test_shipped_experiment_builds_from_yaml_and_reloads_from_its_checkpoint(tmp_path, name):
+def _fit_and_reload(config, tmp_path, *options):
+    """Fit an experiment briefly through the CLI, save a checkpoint, and rebuild the GAN from it with ``load_gan``
+    (networks and loss from the checkpoint's own config, through the trust check)."""
     from gan_lightning.commands.cli import GANLightningCLI
     from gan_lightning.commands.sample import load_gan
 
-    cli = GANLightningCLI(
-        args=[
-            "--config", str(ROOT / f"experiments/ring8_{name}.yaml"), "--trainer.max_steps=2", "--trainer.logger=false",
-            "--trainer.callbacks=[]", "--trainer.enable_checkpointing=false", "--trainer.enable_progress_bar=false",
-            "--trainer.enable_model_summary=false", "--trainer.accelerator=cpu", f"--trainer.default_root_dir={tmp_path}",
-            "--data.init_args.num_samples=400",
-        ],
-        run=False,
-        save_config_callback=None,
-    )
+    quiet = ["--trainer.logger=false", "--trainer.callbacks=[]", "--trainer.enable_checkpointing=false",
+             "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false", "--trainer.accelerator=cpu"]
+    cli = GANLightningCLI(args=["--config", str(config), *quiet, f"--trainer.default_root_dir={tmp_path}", *options],
+                          run=False, save_config_callback=None)
     cli.trainer.fit(cli.model, cli.datamodule)
     path = tmp_path / "last.ckpt"
     cli.trainer.save_checkpoint(path)
-    loaded = load_gan(str(path))  # networks and loss rebuilt from the checkpoint's own config
+    return cli, load_gan(str(path))
+
+
+@pytest.mark.parametrize("name", ["gman", "mgan"])
+def test_shipped_experiment_builds_from_yaml_and_reloads_from_its_checkpoint(tmp_path, name):
+    cli, loaded = _fit_and_reload(ROOT / f"experiments/ring8_{name}.yaml", tmp_path, "--trainer.max_steps=2",
+                                  "--data.init_args.num_samples=400")
     assert type(loaded.discriminator) is type(cli.model.discriminator) and type(loaded.loss) is type(cli.model.loss)
     assert repr(loaded.loss) == repr(cli.model.loss)
     torch.testing.assert_close(loaded.generate(8, seed=0, use_ema=False), cli.model.generate(8, seed=0, use_ema=False))
@@ -467,8 +468,6 @@ def test_conv_mgan_trains_on_digits_and_survives_a_checkpoint(tmp_path):
 
 
 def test_stacked_digits_mgan_experiment_parses_with_matching_k_and_reloads_from_its_checkpoint(tmp_path):
-    from gan_lightning.commands.cli import GANLightningCLI
-    from gan_lightning.commands.sample import load_gan
     from gan_lightning.commands.sweep import resolve_fit_config
 
     path = ROOT / "experiments/dcgan_stacked_digits_mgan.yaml"
@@ -485,21 +484,8 @@ def test_stacked_digits_mgan_experiment_parses_with_matching_k_and_reloads_from_
     for k in ("latent_dim", "image_size", "channels", "width"):
         assert model["generator"]["init_args"][k] == plain["model"]["generator"]["init_args"][k], k
 
-    cli = GANLightningCLI(
-        args=[
-            "--config", str(path), "--trainer.max_steps=1", "--trainer.logger=false", "--trainer.callbacks=[]",
-            "--trainer.enable_checkpointing=false", "--trainer.enable_progress_bar=false",
-            "--trainer.enable_model_summary=false", "--trainer.accelerator=cpu", f"--trainer.default_root_dir={tmp_path}",
-            "--data.init_args.num_samples=128", "--model.generator.init_args.width=8",
-            "--model.discriminator.init_args.width=8",
-        ],
-        run=False,
-        save_config_callback=None,
-    )
-    cli.trainer.fit(cli.model, cli.datamodule)
-    ckpt = tmp_path / "last.ckpt"
-    cli.trainer.save_checkpoint(ckpt)
-    loaded = load_gan(str(ckpt))  # networks and loss rebuilt from the checkpoint's own config, through the trust check
+    cli, loaded = _fit_and_reload(path, tmp_path, "--trainer.max_steps=1", "--data.init_args.num_samples=128",
+                                  "--model.generator.init_args.width=8", "--model.discriminator.init_args.width=8")
     assert type(loaded.generator) is MultiDCGANGenerator and type(loaded.discriminator) is MGANDCGANDiscriminator
     assert repr(loaded.loss) == repr(cli.model.loss)
     torch.testing.assert_close(loaded.generate(20, seed=0, use_ema=False), cli.model.generate(20, seed=0, use_ema=False))
