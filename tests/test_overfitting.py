@@ -155,3 +155,15 @@ def test_a_folder_of_images_is_a_held_out_set(tmp_path):
     with pytest.raises(ConfigurationError, match="has none of its own: set `holdout` to a folder"):
         quiet_trainer(max_steps=1, callbacks=[DiscriminatorOverfittingCallback()]).fit(
             model, ImageFolderDataModule(str(tmp_path), image_size=8, channels=1, batch_size=2))
+
+
+def test_multi_column_discriminators_are_read_through_their_loss():
+    from gan_lightning.variants.mgan import MGANDCGANDiscriminator, MGANLoss, MultiDCGANGenerator
+
+    torch.manual_seed(0)
+    model = GANModule(MultiDCGANGenerator(num_generators=4, latent_dim=8, image_size=8, channels=1, width=8),
+                      MGANDCGANDiscriminator(num_generators=4, image_size=8, channels=1, width=8), loss=MGANLoss(num_generators=4))
+    metrics = measure_overfitting(model, _digits(), _digits(held_out=True), batch_size=16)
+    raw = model.discriminator(_digits()[0][:16])
+    assert raw.shape == (16, 5) and metrics["overfitting/d_train_real"].dim() == 0  # D's column only, one mean
+    assert math.isfinite(metrics[POSITION].item())

@@ -94,12 +94,13 @@ def measure_overfitting(
             fake, fake_labels = _fakes(pl_module, len(holdout[0]), seed, batch_size)
             train_scores = _scores(pl_module, *train, batch_size)
             holdout_scores = _scores(pl_module, *holdout, batch_size)
-            fake_scores = _scores(pl_module, fake, fake_labels, batch_size)
+            raw_fake_scores = _scores(pl_module, fake, fake_labels, batch_size)
     finally:
         for network, mode in zip(networks, modes):
             network.train(mode)
-    loss, train_scores, fake_scores = pl_module.loss.diagnostic_scores(train_scores, fake_scores)
-    _, holdout_scores, _ = pl_module.loss.diagnostic_scores(holdout_scores, fake_scores)
+    # the adversarial columns only (MGAN's classifier logits, several discriminators: the loss knows which)
+    loss, train_scores, fake_scores = pl_module.loss.diagnostic_scores(train_scores, raw_fake_scores)
+    _, holdout_scores, _ = pl_module.loss.diagnostic_scores(holdout_scores, raw_fake_scores)
     t, h, f = train_scores.mean(), holdout_scores.mean(), fake_scores.mean()
     gap = t - f  # undefined while D cannot tell training reals from fakes at all
     position = torch.where(gap.abs() > 1e-6, (t - h) / gap, torch.full_like(gap, math.nan))
